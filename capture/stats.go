@@ -23,8 +23,10 @@ type State string
 const (
 	StateStarting  State = "starting"
 	StateCapturing State = "capturing"
-	StateFailed    State = "failed"
-	StateStopped   State = "stopped"
+	// StateDown means the interface went down; capture resumes when it comes back up.
+	StateDown    State = "down"
+	StateFailed  State = "failed"
+	StateStopped State = "stopped"
 )
 
 // InterfaceStatus describes one configured interface.

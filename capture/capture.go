@@ -1,0 +1,374 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Config selects what to capture and how the kernel rings are sized.
+type Config struct {
+	// Interfaces to capture on; at least one.
+	Interfaces []string
+	// Workers is the number of sockets per interface, joined in one fanout
+	// group; 0 means one per CPU.
+	Workers int
+	// Promisc puts the interfaces in promiscuous mode while sonde runs.
+	Promisc bool
+	// Snaplen is the most bytes kept of each packet.
+	Snaplen int
+	// RingBytes is the size of each worker's kernel ring.
+	RingBytes int64
+	// BlockBytes is the size of one ring block: a power of two, at least a page.
+	BlockBytes int
+	// BlockTimeout is how long the kernel waits before handing over a block
+	// that is not full, which bounds the latency from wire to consumer.
+	BlockTimeout time.Duration
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	page := unix.Getpagesize()
+	switch {
+	case len(c.Interfaces) == 0:
+		return errors.New("capture: no interface configured")
+	case c.Workers < 0:
+		return fmt.Errorf("capture: workers %d: want 0 (one per CPU) or more", c.Workers)
+	case c.Snaplen < 1:
+		return fmt.Errorf("capture: snaplen %d: want at least 1", c.Snaplen)
+	case c.BlockBytes < page || c.BlockBytes&(c.BlockBytes-1) != 0:
+		return fmt.Errorf("capture: block size %d: want a power of two of at least %d", c.BlockBytes, page)
+	case c.RingBytes < 2*int64(c.BlockBytes):
+		return fmt.Errorf("capture: ring size %d: want at least two blocks of %d bytes", c.RingBytes, c.BlockBytes)
+	case c.BlockTimeout < time.Millisecond:
+		return fmt.Errorf("capture: block timeout %s: want at least 1ms", c.BlockTimeout)
+	}
+	return nil
+}
+
+// Worker describes one capture socket to the factory that builds its consumers.
+type Worker struct {
+	Interface string
+	Index     int
+	LinkType  LinkType
+	Snaplen   int
+	// KernelDrops returns the running total of packets the kernel dropped on
+	// this worker's socket, read at most a second ago.
+	KernelDrops func() uint64
+}
+
+// ConsumerFactory builds the consumers of one worker. It is called once per
+// worker from New.
+type ConsumerFactory func(w Worker) []Consumer
+
+// Capture owns every capture socket of the daemon.
+type Capture struct {
+	cfg    Config
+	log    *zap.Logger
+	ifaces []*iface
+}
+
+type iface struct {
+	name     string
+	linkType LinkType
+	workers  []*worker
+	state    atomic.Value // State
+	errMsg   atomic.Value // string
+}
+
+// workerStats are written by the worker and read by scrapes.
+type workerStats struct {
+	packets, bytes                  atomic.Uint64
+	kernelPackets, kernelDrops, frz atomic.Uint64
+}
+
+type worker struct {
+	sock      *socket
+	iface     *iface
+	index     int
+	snaplen   int
+	consumers []Consumer
+	stats     workerStats
+	block     Block
+}
+
+// New opens every socket (this is the part that needs CAP_NET_RAW and
+// CAP_NET_ADMIN), so that errors surface before the daemon reports itself
+// started. Packets are not delivered until Run.
+func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (c *Capture, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	c = &Capture{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			c.closeAll()
+		}
+	}()
+	seen := map[string]bool{}
+	for _, name := range cfg.Interfaces {
+		if seen[name] {
+			return nil, fmt.Errorf("interface %q is configured twice", name)
+		}
+		seen[name] = true
+		ifc, err := c.open(name)
+		if err != nil {
+			return nil, err
+		}
+		c.ifaces = append(c.ifaces, ifc)
+	}
+	// The real filter goes on only once every worker of every interface has
+	// joined its group; until then the reject-all filter keeps the rings empty.
+	accept := []unix.SockFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
+	for _, ifc := range c.ifaces {
+		for _, w := range ifc.workers {
+			if err := attachFilter(w.sock.fd, accept); err != nil {
+				return nil, fmt.Errorf("interface %q: %w", ifc.name, err)
+			}
+			w.sock.drain()
+		}
+	}
+	for _, ifc := range c.ifaces {
+		for _, w := range ifc.workers {
+			w.consumers = newConsumers(Worker{
+				Interface: ifc.name, Index: w.index, LinkType: ifc.linkType, Snaplen: cfg.Snaplen,
+				KernelDrops: w.stats.kernelDrops.Load,
+			})
+		}
+	}
+	return c, nil
+}
+
+func (c *Capture) open(name string) (*iface, error) {
+	idx, err := interfaceIndex(name)
+	if err != nil {
+		return nil, err
+	}
+	ifc := &iface{name: name}
+	ifc.state.Store(StateStarting)
+	ifc.errMsg.Store("")
+	var group uint16
+	for i := 0; i < c.cfg.Workers; i++ {
+		s, err := openSocket(idx, &c.cfg)
+		if err != nil {
+			closeWorkers(ifc.workers)
+			return nil, fmt.Errorf("interface %q: %w", name, err)
+		}
+		ifc.linkType = s.linkType
+		w := &worker{sock: s, iface: ifc, index: i, snaplen: c.cfg.Snaplen}
+		w.block = Block{Interface: name, Worker: i, LinkType: s.linkType}
+		ifc.workers = append(ifc.workers, w)
+		if c.cfg.Workers > 1 {
+			if group, err = s.joinFanout(group); err != nil {
+				closeWorkers(ifc.workers)
+				return nil, fmt.Errorf("interface %q: %w", name, err)
+			}
+		}
+	}
+	return ifc, nil
+}
+
+func closeWorkers(ws []*worker) {
+	for _, w := range ws {
+		w.sock.close()
+	}
+}
+
+func (c *Capture) closeAll() {
+	for _, ifc := range c.ifaces {
+		closeWorkers(ifc.workers)
+	}
+}
+
+// Run reads every worker's ring until ctx is done, then stops the workers,
+// closes their consumers (so they flush), and releases the rings. Each worker
+// unmaps its own ring after its last read, so no ring is unmapped under a
+// live reader.
+func (c *Capture) Run(ctx context.Context) error {
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		c.closeAll()
+		return fmt.Errorf("create stop eventfd: %w", err)
+	}
+	defer unix.Close(stop)
+	var wg sync.WaitGroup
+	for _, ifc := range c.ifaces {
+		ifc.state.Store(StateCapturing)
+		c.log.Info("capturing", zap.String("interface", ifc.name), zap.Int("workers", len(ifc.workers)),
+			zap.Uint32("link_type", uint32(ifc.linkType)))
+		for _, w := range ifc.workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.run(stop, c.cfg.BlockTimeout, c.log)
+			}()
+		}
+	}
+	<-ctx.Done()
+	var one [8]byte
+	ne.PutUint64(one[:], 1)
+	_, _ = unix.Write(stop, one[:])
+	wg.Wait()
+	for _, ifc := range c.ifaces {
+		ifc.state.Store(StateStopped)
+	}
+	return nil
+}
+
+// Interfaces reports each interface's state and running totals.
+func (c *Capture) Interfaces() []InterfaceStatus {
+	out := make([]InterfaceStatus, 0, len(c.ifaces))
+	for _, ifc := range c.ifaces {
+		st := InterfaceStatus{
+			Name: ifc.name, State: ifc.state.Load().(State), Workers: len(ifc.workers),
+			LinkType: ifc.linkType, Err: ifc.errMsg.Load().(string),
+		}
+		for _, w := range ifc.workers {
+			st.Packets += w.stats.packets.Load()
+			st.Bytes += w.stats.bytes.Load()
+			st.KernelPackets += w.stats.kernelPackets.Load()
+			st.KernelDrops += w.stats.kernelDrops.Load()
+			st.Freezes += w.stats.frz.Load()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+const (
+	pollInterval  = 100 * time.Millisecond // longest a worker sleeps, so Idle runs on quiet links
+	statsInterval = time.Second            // how often kernel counters are folded into totals
+)
+
+// run is the hot loop of one worker. It owns the socket: it is the only
+// reader of the ring and closes it on the way out.
+func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) {
+	runtime.LockOSThread() // poll(2) blocks this thread anyway; keep the ring walk cache-warm on it
+	defer runtime.UnlockOSThread()
+	log = log.With(zap.String("interface", w.iface.name), zap.Int("worker", w.index))
+	defer func() {
+		w.readStats(log)
+		for _, c := range w.consumers {
+			c.Close()
+		}
+		w.sock.close()
+	}()
+	fds := []unix.PollFd{{Fd: int32(w.sock.fd), Events: unix.POLLIN | unix.POLLERR}, {Fd: int32(stop), Events: unix.POLLIN}}
+	w.block.Packets = make([]Packet, 0, w.sock.blockSize/64)
+	var (
+		cur       int
+		lastIdle  = time.Now()
+		lastStats = lastIdle
+	)
+	for {
+		blk := w.sock.block(cur)
+		if blockReady(blk) {
+			w.consume(blk)
+			cur = (cur + 1) % w.sock.numBlocks
+			if now := time.Now(); now.Sub(lastIdle) >= pollInterval {
+				lastIdle = now
+				w.idle(now)
+				if now.Sub(lastStats) >= statsInterval {
+					lastStats = now
+					w.readStats(log)
+				}
+			}
+			continue
+		}
+		fds[0].Revents, fds[1].Revents = 0, 0
+		_, err := unix.Poll(fds, int(pollInterval/time.Millisecond))
+		if err != nil && err != unix.EINTR {
+			log.Error("poll failed; stopping this worker", zap.Error(err))
+			w.iface.state.Store(StateFailed)
+			w.iface.errMsg.Store(err.Error())
+			return
+		}
+		if fds[1].Revents != 0 {
+			w.finish(cur, blockTimeout)
+			return
+		}
+		if fds[0].Revents&unix.POLLERR != 0 {
+			if err := w.sock.pendingError(); err != nil {
+				if w.iface.state.Load() != StateDown {
+					log.Warn("interface is down; capture resumes when it comes back up", zap.Error(err))
+				}
+				w.iface.state.Store(StateDown)
+				w.iface.errMsg.Store(err.Error())
+				time.Sleep(pollInterval) // POLLERR stays set while down; don't spin
+			}
+		} else if w.iface.state.Load() == StateDown && fds[0].Revents&unix.POLLIN != 0 {
+			w.iface.state.Store(StateCapturing)
+			w.iface.errMsg.Store("")
+		}
+		now := time.Now()
+		lastIdle = now
+		w.idle(now)
+		if now.Sub(lastStats) >= statsInterval {
+			lastStats = now
+			w.readStats(log)
+		}
+	}
+}
+
+// consume hands one retired block to every consumer and gives it back to the
+// kernel.
+func (w *worker) consume(blk []byte) {
+	var wire uint64
+	w.block.Packets, wire = walkBlock(blk, w.iface.linkType == LinkTypeEthernet, w.snaplen, w.block.Packets[:0])
+	for _, c := range w.consumers {
+		c.HandleBlock(&w.block)
+	}
+	releaseBlock(blk)
+	w.stats.packets.Add(uint64(len(w.block.Packets)))
+	w.stats.bytes.Add(wire)
+}
+
+// finish drains the ring once a stop was requested. The block the kernel is
+// filling is retired by its timer within one block timeout, so waiting a little
+// longer than that takes every packet that arrived before the stop.
+func (w *worker) finish(cur int, blockTimeout time.Duration) {
+	deadline := time.Now().Add(2*blockTimeout + 10*time.Millisecond)
+	fds := []unix.PollFd{{Fd: int32(w.sock.fd), Events: unix.POLLIN}}
+	for {
+		for blk := w.sock.block(cur); blockReady(blk); blk = w.sock.block(cur) {
+			w.consume(blk)
+			cur = (cur + 1) % w.sock.numBlocks
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		fds[0].Revents = 0
+		_, _ = unix.Poll(fds, int(max(1, left.Milliseconds())))
+	}
+}
+
+func (w *worker) idle(now time.Time) {
+	ns := now.UnixNano()
+	for _, c := range w.consumers {
+		c.Idle(ns)
+	}
+}
+
+func (w *worker) readStats(log *zap.Logger) {
+	st, err := w.sock.stats()
+	if err != nil {
+		log.Warn("reading kernel capture statistics failed", zap.Error(err))
+		return
+	}
+	// Under TPACKET_V3 the kernel already adds tp_drops into tp_packets, so
+	// tp_packets is everything it offered the socket.
+	w.stats.kernelPackets.Add(uint64(st.Packets))
+	w.stats.kernelDrops.Add(uint64(st.Drops))
+	w.stats.frz.Add(uint64(st.Freeze_q_cnt))
+}
