@@ -102,41 +102,17 @@ type worker struct {
 // New opens every socket (this is the part that needs CAP_NET_RAW and
 // CAP_NET_ADMIN), so that errors surface before the daemon reports itself
 // started. Packets are not delivered until Run.
-func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (c *Capture, err error) {
+func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (*Capture, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
-	c = &Capture{cfg: cfg, log: log}
-	defer func() {
-		if err != nil {
-			c.closeAll()
-		}
-	}()
-	seen := map[string]bool{}
-	for _, name := range cfg.Interfaces {
-		if seen[name] {
-			return nil, fmt.Errorf("interface %q is configured twice", name)
-		}
-		seen[name] = true
-		ifc, err := c.open(name)
-		if err != nil {
-			return nil, err
-		}
-		c.ifaces = append(c.ifaces, ifc)
-	}
-	// The real filter goes on only once every worker of every interface has
-	// joined its group; until then the reject-all filter keeps the rings empty.
-	accept := []unix.SockFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
-	for _, ifc := range c.ifaces {
-		for _, w := range ifc.workers {
-			if err := attachFilter(w.sock.fd, accept); err != nil {
-				return nil, fmt.Errorf("interface %q: %w", ifc.name, err)
-			}
-			w.sock.drain()
-		}
+	c := &Capture{cfg: cfg, log: log}
+	if err := c.openAll(); err != nil {
+		c.closeAll()
+		return nil, err
 	}
 	for _, ifc := range c.ifaces {
 		for _, w := range ifc.workers {
@@ -147,6 +123,36 @@ func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (c *Capture,
 		}
 	}
 	return c, nil
+}
+
+// openAll opens every worker socket of every interface and then, only once
+// all have joined their fanout groups, lets packets in.
+func (c *Capture) openAll() error {
+	cfg := &c.cfg
+	seen := map[string]bool{}
+	for _, name := range cfg.Interfaces {
+		if seen[name] {
+			return fmt.Errorf("interface %q is configured twice", name)
+		}
+		seen[name] = true
+		ifc, err := c.open(name)
+		if err != nil {
+			return err
+		}
+		c.ifaces = append(c.ifaces, ifc)
+	}
+	// The real filter goes on only once every worker of every interface has
+	// joined its group; until then the reject-all filter keeps the rings empty.
+	accept := []unix.SockFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
+	for _, ifc := range c.ifaces {
+		for _, w := range ifc.workers {
+			if err := attachFilter(w.sock.fd, accept); err != nil {
+				return fmt.Errorf("interface %q: %w", ifc.name, err)
+			}
+			w.sock.drain()
+		}
+	}
+	return nil
 }
 
 func (c *Capture) open(name string) (*iface, error) {
