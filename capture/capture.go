@@ -203,7 +203,11 @@ func (c *Capture) closeAll() {
 func (c *Capture) Run(ctx context.Context) error {
 	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		c.closeAll()
+		for _, ifc := range c.ifaces {
+			for _, w := range ifc.workers {
+				w.shutdown()
+			}
+		}
 		return fmt.Errorf("create stop eventfd: %w", err)
 	}
 	defer unix.Close(stop)
@@ -264,10 +268,7 @@ func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) {
 	log = log.With(zap.String("interface", w.iface.name), zap.Int("worker", w.index))
 	defer func() {
 		w.readStats(log)
-		for _, c := range w.consumers {
-			c.Close()
-		}
-		w.sock.close()
+		w.shutdown()
 	}()
 	fds := []unix.PollFd{{Fd: int32(w.sock.fd), Events: unix.POLLIN | unix.POLLERR}, {Fd: int32(stop), Events: unix.POLLIN}}
 	w.block.Packets = make([]Packet, 0, w.sock.blockSize/64)
@@ -324,6 +325,15 @@ func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) {
 			w.readStats(log)
 		}
 	}
+}
+
+// shutdown closes the worker's consumers, which must see Close exactly once
+// whatever happened, and then its socket.
+func (w *worker) shutdown() {
+	for _, c := range w.consumers {
+		c.Close()
+	}
+	w.sock.close()
 }
 
 // consume hands one retired block to every consumer and gives it back to the
