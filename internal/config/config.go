@@ -1,0 +1,271 @@
+// Package config holds the one configuration of `sonde run` and loads it.
+//
+// Values come from four layers, each overriding the one before: the defaults
+// in Default, an optional YAML file (--config or SONDE_CONFIG), environment
+// variables, and command-line flags. Every value, whatever its layer, goes
+// through the same parser, and every error names the setting, the value, where
+// it came from and what is allowed. The package never reads the process
+// environment itself: Load is given the arguments and an environment lookup.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the effective configuration of `sonde run`. The YAML keys are the
+// ones accepted in a configuration file.
+type Config struct {
+	// Interfaces to capture from. Empty means the interface of the default
+	// route, which main resolves with DefaultRouteInterface.
+	Interfaces []string `yaml:"interfaces"`
+	DataDir    string   `yaml:"data_dir"`
+	Listen     string   `yaml:"listen"`
+	NodeName   string   `yaml:"node_name"`
+
+	Snaplen int  `yaml:"snaplen"`
+	Workers int  `yaml:"workers"` // 0 means runtime.NumCPU(); see WorkerCount
+	Promisc bool `yaml:"promisc"`
+
+	// TPACKET_V3 ring of each worker socket.
+	CaptureRingBytes    Size          `yaml:"capture_ring_bytes"`
+	CaptureBlockBytes   Size          `yaml:"capture_block_bytes"`
+	CaptureBlockTimeout time.Duration `yaml:"capture_block_timeout"`
+
+	FileFormat      string        `yaml:"file_format"`
+	FileMaxBytes    Size          `yaml:"file_max_bytes"`    // 0: no size limit
+	FileMaxDuration time.Duration `yaml:"file_max_duration"` // 0: no time limit
+
+	RingMaxBytes   Size          `yaml:"ring_max_bytes"` // 0: unlimited
+	RingMaxFiles   int           `yaml:"ring_max_files"` // 0: unlimited
+	RingMaxAge     time.Duration `yaml:"ring_max_age"`   // 0: unlimited
+	MinFreePercent int           `yaml:"min_free_percent"`
+
+	WriteQueueBytes Size `yaml:"write_queue_bytes"` // per stream
+
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+
+	// ConfigFile is the YAML file the configuration was read from, if any.
+	ConfigFile string `yaml:"-"`
+
+	// sources records, per flag name, where a non-default value came from,
+	// and raw the text it was given as, so that errors quote the user.
+	sources map[string]string
+	raw     map[string]string
+}
+
+// Allowed values of the enumerated settings.
+var (
+	FileFormats = []string{"pcap", "pcapng"}
+	LogLevels   = []string{"debug", "info", "warn", "error"}
+	LogFormats  = []string{"auto", "json", "console"}
+)
+
+// Default returns the configuration used when nothing is set. NodeName is the
+// host name, or empty if it cannot be read (Validate then asks for one).
+func Default() *Config {
+	host, _ := os.Hostname()
+	return &Config{
+		DataDir:             "./data",
+		Listen:              ":9750",
+		NodeName:            host,
+		Snaplen:             262144,
+		Workers:             0,
+		Promisc:             true,
+		CaptureRingBytes:    64 * MiB,
+		CaptureBlockBytes:   1 * MiB,
+		CaptureBlockTimeout: 10 * time.Millisecond,
+		FileFormat:          "pcap",
+		FileMaxBytes:        100 * MiB,
+		FileMaxDuration:     time.Minute,
+		RingMaxBytes:        1 * GiB,
+		RingMaxFiles:        0,
+		RingMaxAge:          0,
+		MinFreePercent:      10,
+		WriteQueueBytes:     32 * MiB,
+		LogLevel:            "info",
+		LogFormat:           "auto",
+	}
+}
+
+// WorkerCount is the number of capture workers per interface: Workers, or the
+// number of CPUs when Workers is 0.
+func (c *Config) WorkerCount() int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	return runtime.NumCPU()
+}
+
+// Source says where the value of the setting named by its flag (for example
+// "snaplen") came from: "default", "flag --snaplen", "env SONDE_SNAPLEN" or
+// "config file PATH:LINE".
+func (c *Config) Source(flag string) string {
+	if s, ok := c.sources[flag]; ok {
+		return s
+	}
+	return "default"
+}
+
+func (c *Config) setSource(flag, src string) {
+	if c.sources == nil {
+		c.sources = make(map[string]string)
+	}
+	c.sources[flag] = src
+}
+
+func (c *Config) setRaw(flag, v string) {
+	if c.raw == nil {
+		c.raw = make(map[string]string)
+	}
+	c.raw[flag] = strings.TrimSpace(v)
+}
+
+// shown is how an error quotes a size or duration: as the user wrote it
+// ("1000KB"), or formatted if it was not read from text.
+func (c *Config) shown(flag, formatted string) string {
+	if r, ok := c.raw[flag]; ok {
+		return r
+	}
+	return formatted
+}
+
+// invalid formats the one shape of error this package returns for a value.
+func (c *Config) invalid(flag string, value any, allowed string) error {
+	v := fmt.Sprint(value)
+	if s, ok := value.(string); ok {
+		v = strconv.Quote(s)
+	}
+	if src, ok := c.sources[flag]; ok {
+		return fmt.Errorf("invalid --%s %s (%s): %s", flag, v, src, allowed)
+	}
+	return fmt.Errorf("invalid --%s %s: %s", flag, v, allowed)
+}
+
+// Validate checks every setting and returns all problems found, each naming
+// the setting, its value, its source and what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag string, value any, allowed string) {
+		errs = append(errs, c.invalid(flag, value, allowed))
+	}
+
+	seen := make(map[string]bool)
+	for _, name := range c.Interfaces {
+		if !validInterfaceName(name) {
+			bad("interface", name, "want an interface name of 1 to 15 characters without '/', ':' or whitespace")
+		} else if seen[name] {
+			bad("interface", name, "listed more than once")
+		}
+		seen[name] = true
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data-dir", c.DataDir, "want a directory path")
+	}
+	if err := checkListen(c.Listen); err != nil {
+		bad("listen", c.Listen, err.Error())
+	}
+	if strings.TrimSpace(c.NodeName) == "" || len(c.NodeName) > 255 {
+		bad("node-name", c.NodeName, "want a name of 1 to 255 characters (the host name could not be read)")
+	}
+	if c.Snaplen < 64 || c.Snaplen > 262144 {
+		bad("snaplen", c.Snaplen, "want 64 to 262144")
+	}
+	if c.Workers < 0 || c.Workers > 256 {
+		bad("workers", c.Workers, "want 0 (one per CPU) to 256")
+	}
+
+	blk := c.CaptureBlockBytes
+	switch {
+	case blk < 64*KiB || blk > 128*MiB || blk&(blk-1) != 0:
+		bad("capture-block-bytes", c.shown("capture-block-bytes", FormatSize(blk)), "want a power of two from 64KiB to 128MiB")
+	case int64(blk) < int64(c.Snaplen):
+		bad("capture-block-bytes", c.shown("capture-block-bytes", FormatSize(blk)), fmt.Sprintf("want at least --snaplen (%d): a packet must fit in one block", c.Snaplen))
+	case c.CaptureRingBytes < 4*blk:
+		bad("capture-ring-bytes", c.shown("capture-ring-bytes", FormatSize(c.CaptureRingBytes)), fmt.Sprintf("want at least 4 blocks of --capture-block-bytes (%s)", FormatSize(4*blk)))
+	}
+	if c.CaptureBlockTimeout < time.Millisecond || c.CaptureBlockTimeout > time.Second {
+		bad("capture-block-timeout", c.shown("capture-block-timeout", c.CaptureBlockTimeout.String()), "want a duration from 1ms to 1s")
+	}
+
+	if !oneOf(c.FileFormat, FileFormats) {
+		bad("file-format", c.FileFormat, "want pcap or pcapng")
+	}
+	if c.FileMaxBytes != 0 && c.FileMaxBytes < 64*KiB {
+		bad("file-max-bytes", c.shown("file-max-bytes", FormatSize(c.FileMaxBytes)), "want 0 (no limit) or at least 64KiB")
+	}
+	if c.FileMaxDuration != 0 && c.FileMaxDuration < time.Second {
+		bad("file-max-duration", c.shown("file-max-duration", c.FileMaxDuration.String()), "want 0 (no limit) or at least 1s")
+	}
+	if c.FileMaxBytes == 0 && c.FileMaxDuration == 0 {
+		errs = append(errs, fmt.Errorf("invalid --file-max-bytes 0 (%s) with --file-max-duration 0 (%s): want at least one of them set, or files never close",
+			c.Source("file-max-bytes"), c.Source("file-max-duration")))
+	}
+
+	if c.RingMaxBytes < 0 {
+		bad("ring-max-bytes", int64(c.RingMaxBytes), "want 0 (unlimited) or a positive size")
+	} else if c.RingMaxBytes != 0 && c.FileMaxBytes != 0 && c.RingMaxBytes < c.FileMaxBytes {
+		bad("ring-max-bytes", c.shown("ring-max-bytes", FormatSize(c.RingMaxBytes)), fmt.Sprintf("want 0 (unlimited) or at least --file-max-bytes (%s)", FormatSize(c.FileMaxBytes)))
+	}
+	if c.RingMaxFiles < 0 {
+		bad("ring-max-files", c.RingMaxFiles, "want 0 (unlimited) or a positive count")
+	}
+	if c.RingMaxAge < 0 {
+		bad("ring-max-age", c.shown("ring-max-age", c.RingMaxAge.String()), "want 0 (unlimited) or a positive duration")
+	}
+	if c.MinFreePercent < 0 || c.MinFreePercent > 99 {
+		bad("min-free-percent", c.MinFreePercent, "want 0 to 99")
+	}
+	if c.WriteQueueBytes < 64*KiB {
+		bad("write-queue-bytes", c.shown("write-queue-bytes", FormatSize(c.WriteQueueBytes)), "want at least 64KiB")
+	}
+
+	if !oneOf(c.LogLevel, LogLevels) {
+		bad("log-level", c.LogLevel, "want debug, info, warn or error")
+	}
+	if !oneOf(c.LogFormat, LogFormats) {
+		bad("log-format", c.LogFormat, "want auto, json or console")
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(s string, allowed []string) bool {
+	for _, a := range allowed {
+		if strings.EqualFold(s, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validInterfaceName mirrors the kernel's dev_valid_name.
+func validInterfaceName(name string) bool {
+	if len(name) == 0 || len(name) > 15 || name == "." || name == ".." {
+		return false
+	}
+	for _, r := range name {
+		if r == '/' || r == ':' || r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func checkListen(addr string) error {
+	const want = "want host:port with a port from 0 to 65535, such as :9750 or 127.0.0.1:9750"
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(want)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+		return errors.New(want)
+	}
+	return nil
+}

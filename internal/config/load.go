@@ -1,0 +1,419 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrHelp is returned by Load when the arguments ask for help (-h, --help);
+// main then prints Usage and exits 0.
+var ErrHelp = errors.New("help requested")
+
+// setting describes one configuration value and every name it goes by.
+type setting struct {
+	flag  string   // flag name without dashes; also the name used in errors
+	env   []string // environment variables, the first set one wins
+	key   string   // YAML key
+	usage string
+	field func(*Config) any // pointer to the Config field
+}
+
+// settings is the table behind flags, environment variables, YAML keys and
+// usage. Order is the order of usage and of `config check` output.
+var settings = []setting{
+	{"interface", []string{"SONDE_INTERFACES"}, "interfaces", "interface to capture from; repeatable or comma-separated (default: the default-route interface)", func(c *Config) any { return &c.Interfaces }},
+	{"data-dir", []string{"SONDE_DATA_DIR", "DATA_DIR"}, "data_dir", "directory of the capture ring", func(c *Config) any { return &c.DataDir }},
+	{"listen", []string{"SONDE_LISTEN"}, "listen", "host:port of the HTTP API and /metrics", func(c *Config) any { return &c.Listen }},
+	{"node-name", []string{"SONDE_NODE_NAME"}, "node_name", "name of this sensor (default: the host name)", func(c *Config) any { return &c.NodeName }},
+	{"snaplen", []string{"SONDE_SNAPLEN"}, "snaplen", "bytes kept of each packet (64-262144)", func(c *Config) any { return &c.Snaplen }},
+	{"workers", []string{"SONDE_WORKERS"}, "workers", "capture workers per interface (0: one per CPU)", func(c *Config) any { return &c.Workers }},
+	{"promisc", []string{"SONDE_PROMISC"}, "promisc", "put interfaces in promiscuous mode", func(c *Config) any { return &c.Promisc }},
+	{"capture-ring-bytes", []string{"SONDE_CAPTURE_RING_BYTES"}, "capture_ring_bytes", "kernel ring size per worker socket (at least 4 blocks)", func(c *Config) any { return &c.CaptureRingBytes }},
+	{"capture-block-bytes", []string{"SONDE_CAPTURE_BLOCK_BYTES"}, "capture_block_bytes", "kernel ring block size (power of two, 64KiB-128MiB)", func(c *Config) any { return &c.CaptureBlockBytes }},
+	{"capture-block-timeout", []string{"SONDE_CAPTURE_BLOCK_TIMEOUT"}, "capture_block_timeout", "time after which the kernel retires a partly filled block (1ms-1s)", func(c *Config) any { return &c.CaptureBlockTimeout }},
+	{"file-format", []string{"SONDE_FILE_FORMAT"}, "file_format", "capture file format: pcap or pcapng", func(c *Config) any { return &c.FileFormat }},
+	{"file-max-bytes", []string{"SONDE_FILE_MAX_BYTES"}, "file_max_bytes", "close a capture file at this size (0: no limit, else at least 64KiB)", func(c *Config) any { return &c.FileMaxBytes }},
+	{"file-max-duration", []string{"SONDE_FILE_MAX_DURATION"}, "file_max_duration", "close a capture file after this long (0: no limit, else at least 1s)", func(c *Config) any { return &c.FileMaxDuration }},
+	{"ring-max-bytes", []string{"SONDE_RING_MAX_BYTES"}, "ring_max_bytes", "evict the oldest files beyond this total size (0: unlimited)", func(c *Config) any { return &c.RingMaxBytes }},
+	{"ring-max-files", []string{"SONDE_RING_MAX_FILES"}, "ring_max_files", "evict the oldest files beyond this count (0: unlimited)", func(c *Config) any { return &c.RingMaxFiles }},
+	{"ring-max-age", []string{"SONDE_RING_MAX_AGE"}, "ring_max_age", "evict files older than this (0: unlimited)", func(c *Config) any { return &c.RingMaxAge }},
+	{"min-free-percent", []string{"SONDE_MIN_FREE_PERCENT"}, "min_free_percent", "evict the oldest files to keep this much of the data volume free (0-99)", func(c *Config) any { return &c.MinFreePercent }},
+	{"write-queue-bytes", []string{"SONDE_WRITE_QUEUE_BYTES"}, "write_queue_bytes", "packets queued for the disk per stream before dropping", func(c *Config) any { return &c.WriteQueueBytes }},
+	{"log-level", []string{"SONDE_LOG_LEVEL", "LOG_LEVEL"}, "log_level", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{"log-format", []string{"SONDE_LOG_FORMAT"}, "log_format", "auto (console on a terminal, else JSON), json or console", func(c *Config) any { return &c.LogFormat }},
+}
+
+const (
+	configFlag = "config"
+	configEnv  = "SONDE_CONFIG"
+)
+
+// set parses v into the field of s. Its error says what is allowed; the
+// caller adds the setting, value and source.
+func (s *setting) set(c *Config, v string) error {
+	switch p := s.field(c).(type) {
+	case *string:
+		*p = strings.TrimSpace(v)
+	case *[]string:
+		*p = splitList(v)
+	case *int:
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		*p = n
+	case *bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*p = b
+	case *Size:
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		*p = n
+	case *time.Duration:
+		t := strings.TrimSpace(v)
+		if t == "0" {
+			*p = 0
+			return nil
+		}
+		d, err := time.ParseDuration(t)
+		if err != nil {
+			return errors.New("want a duration such as 10ms, 30s or 1h")
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.flag, p))
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Load builds the configuration of `sonde run` from its arguments (without
+// the program and command names) and an environment lookup such as
+// os.LookupEnv (nil means an empty environment). Precedence is flags, then
+// environment, then the YAML file, then defaults. An environment variable set
+// to the empty string counts as unset. The result is validated.
+func Load(args []string, env func(string) (string, bool)) (*Config, error) {
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	flags, err := parseArgs(args)
+	if err != nil {
+		return nil, err
+	}
+
+	c := Default()
+	path, pathSrc := "", ""
+	if v, ok := env(configEnv); ok && v != "" {
+		path, pathSrc = v, "env "+configEnv
+	}
+	if v, ok := flags[configFlag]; ok {
+		path, pathSrc = v[len(v)-1], "flag --"+configFlag
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config file (%s): %w", pathSrc, err)
+		}
+		if err := c.applyYAML(path, data); err != nil {
+			return nil, err
+		}
+		c.ConfigFile = path
+	}
+
+	var errs []error
+	for i := range settings {
+		s := &settings[i]
+		for _, name := range s.env {
+			v, ok := env(name)
+			if !ok || v == "" {
+				continue
+			}
+			c.setSource(s.flag, "env "+name)
+			c.setRaw(s.flag, v)
+			if err := s.set(c, v); err != nil {
+				errs = append(errs, c.invalid(s.flag, v, err.Error()))
+			}
+			break
+		}
+	}
+	for i := range settings {
+		s := &settings[i]
+		vals, ok := flags[s.flag]
+		if !ok {
+			continue
+		}
+		c.setSource(s.flag, "flag --"+s.flag)
+		c.setRaw(s.flag, vals[len(vals)-1])
+		if _, list := s.field(c).(*[]string); list {
+			// A repeated list flag accumulates; it still replaces lower layers.
+			vals = []string{strings.Join(vals, ",")}
+		}
+		v := vals[len(vals)-1]
+		if err := s.set(c, v); err != nil {
+			errs = append(errs, c.invalid(s.flag, v, err.Error()))
+		}
+	}
+	c.normalize()
+	// A value that failed to parse kept its previous one, so Validate does
+	// not report it twice; together they list every problem at once.
+	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// normalize lower-cases the enumerated settings, which are accepted in any case.
+func (c *Config) normalize() {
+	c.FileFormat = strings.ToLower(c.FileFormat)
+	c.LogLevel = strings.ToLower(c.LogLevel)
+	c.LogFormat = strings.ToLower(c.LogFormat)
+}
+
+// rawFlag collects every value given to one flag, so that Load can apply
+// flags after the file and the environment.
+type rawFlag struct {
+	name   string
+	isBool bool
+	vals   map[string][]string
+}
+
+func (f *rawFlag) String() string { return "" }
+func (f *rawFlag) Set(v string) error {
+	f.vals[f.name] = append(f.vals[f.name], v)
+	return nil
+}
+func (f *rawFlag) IsBoolFlag() bool { return f.isBool }
+
+func parseArgs(args []string) (map[string][]string, error) {
+	vals := make(map[string][]string)
+	fs := flag.NewFlagSet("sonde run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; Usage prints help
+	fs.Var(&rawFlag{name: configFlag, vals: vals}, configFlag, "")
+	for i := range settings {
+		s := &settings[i]
+		_, isBool := s.field(&Config{}).(*bool)
+		fs.Var(&rawFlag{name: s.flag, isBool: isBool, vals: vals}, s.flag, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, ErrHelp
+		}
+		return nil, fmt.Errorf("parse arguments: %w (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("parse arguments: unexpected argument %q (boolean flags take their value as --flag=false)", fs.Arg(0))
+	}
+	return vals, nil
+}
+
+// Usage writes the settings, with their flags, environment variables, YAML
+// keys and defaults, to w.
+func Usage(w io.Writer) {
+	d := Default()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  --%s\t%s\t%s\t%s\n", configFlag, configEnv, "", "YAML configuration file (keys as below)")
+	for i := range settings {
+		s := &settings[i]
+		usage := s.usage
+		if !strings.Contains(usage, "(default") {
+			usage += " (default " + displayValue(s.field(d)) + ")"
+		}
+		fmt.Fprintf(tw, "  --%s\t%s\t%s\t%s\n", s.flag, strings.Join(s.env, ", "), s.key, usage)
+	}
+	tw.Flush()
+}
+
+func displayValue(p any) string {
+	switch p := p.(type) {
+	case *string:
+		return *p
+	case *[]string:
+		return strings.Join(*p, ",")
+	case *int:
+		return strconv.Itoa(*p)
+	case *bool:
+		return strconv.FormatBool(*p)
+	case *Size:
+		return FormatSize(*p)
+	case *time.Duration:
+		return formatDuration(*p)
+	}
+	return fmt.Sprint(p)
+}
+
+// formatDuration is time.Duration.String without zero trailing units:
+// "1m" rather than "1m0s", "0" rather than "0s".
+func formatDuration(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// applyYAML applies a configuration file. It is strict: an unknown or
+// repeated key, a non-scalar value or a second document is an error. Values go
+// through the same parsers as flags and environment variables, so errors read
+// the same wherever a value came from.
+func (c *Config) applyYAML(path string, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file sets nothing
+		}
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: want a single YAML document", path)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return fmt.Errorf("config file %s:%d: want a mapping of settings such as \"snaplen: 1500\"", path, root.Line)
+	}
+
+	byKey := make(map[string]*setting, len(settings))
+	for i := range settings {
+		byKey[settings[i].key] = &settings[i]
+	}
+	seen := make(map[string]int)
+	var errs []error
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		s, ok := byKey[k.Value]
+		if !ok || k.Kind != yaml.ScalarNode {
+			errs = append(errs, fmt.Errorf("config file %s:%d: unknown key %q: want one of %s", path, k.Line, k.Value, knownKeys()))
+			continue
+		}
+		if line, dup := seen[k.Value]; dup {
+			errs = append(errs, fmt.Errorf("config file %s:%d: key %q already set on line %d", path, k.Line, k.Value, line))
+			continue
+		}
+		seen[k.Value] = k.Line
+
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			continue // "key:" with no value leaves the default
+		}
+		raw, err := scalarOrList(s, v)
+		c.setSource(s.flag, fmt.Sprintf("config file %s:%d", path, v.Line))
+		c.setRaw(s.flag, raw)
+		if err != nil {
+			errs = append(errs, c.invalid(s.flag, raw, err.Error()))
+			continue
+		}
+		if err := s.set(c, raw); err != nil {
+			errs = append(errs, c.invalid(s.flag, raw, err.Error()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// scalarOrList returns a YAML value as the string a flag would carry. Lists
+// are accepted only for list settings, as a sequence or a comma-separated
+// string.
+func scalarOrList(s *setting, v *yaml.Node) (string, error) {
+	_, isList := s.field(&Config{}).(*[]string)
+	switch {
+	case v.Kind == yaml.ScalarNode:
+		return v.Value, nil
+	case v.Kind == yaml.SequenceNode && isList:
+		items := make([]string, 0, len(v.Content))
+		for _, it := range v.Content {
+			if it.Kind != yaml.ScalarNode {
+				return "", errors.New("want a list of names")
+			}
+			if strings.Contains(it.Value, ",") {
+				return it.Value, errors.New("want one name per list item")
+			}
+			items = append(items, it.Value)
+		}
+		return strings.Join(items, ","), nil
+	case isList:
+		return "", errors.New("want a list of names")
+	}
+	return "", errors.New("want a single value, not a list or mapping")
+}
+
+func knownKeys() string {
+	keys := make([]string, len(settings))
+	for i := range settings {
+		keys[i] = settings[i].key
+	}
+	return strings.Join(keys, ", ")
+}
+
+// YAML writes the configuration as a YAML file that Load accepts and
+// that reproduces it, with a comment on each value that did not come from the
+// defaults saying where it came from. It is what `sonde config check` prints.
+func (c *Config) YAML() ([]byte, error) {
+	var root yaml.Node
+	if err := root.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		for j := range settings {
+			if settings[j].key != k.Value {
+				continue
+			}
+			if d, ok := settings[j].field(c).(*time.Duration); ok {
+				v.Value, v.Tag = formatDuration(*d), "" // plain, so 0 is not quoted
+			}
+			if src := c.Source(settings[j].flag); src != "default" {
+				k.LineComment = "from " + src
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if c.ConfigFile != "" {
+		fmt.Fprintf(&buf, "# effective sonde configuration (config file %s)\n", c.ConfigFile)
+	} else {
+		buf.WriteString("# effective sonde configuration\n")
+	}
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&root); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
