@@ -224,9 +224,15 @@ func TestPrecedence(t *testing.T) {
 		want func(*Config) []any
 		vals []any
 	}{
-		{"default", nil, nil, func(c *Config) []any { return []any{c.Snaplen, c.Workers, c.FileMaxBytes, len(c.Interfaces), c.Promisc} }, []any{262144, 0, 100 * MiB, 0, true}},
-		{"file", []string{"--config", file}, nil, func(c *Config) []any { return []any{c.Snaplen, c.Workers, c.FileMaxBytes, c.RingMaxAge, c.Interfaces[0], c.Promisc} }, []any{1000, 2, 2 * MiB, time.Hour, "file0", false}},
-		{"env over file", nil, all, func(c *Config) []any { return []any{c.Snaplen, c.Workers, c.FileMaxBytes, c.Interfaces[0], c.ConfigFile} }, []any{2000, 3, 2 * MiB, "env0", file}},
+		{"default", nil, nil, func(c *Config) []any {
+			return []any{c.Snaplen, c.Workers, c.FileMaxBytes, len(c.Interfaces), c.Promisc}
+		}, []any{262144, 0, 100 * MiB, 0, true}},
+		{"file", []string{"--config", file}, nil, func(c *Config) []any {
+			return []any{c.Snaplen, c.Workers, c.FileMaxBytes, c.RingMaxAge, c.Interfaces[0], c.Promisc}
+		}, []any{1000, 2, 2 * MiB, time.Hour, "file0", false}},
+		{"env over file", nil, all, func(c *Config) []any {
+			return []any{c.Snaplen, c.Workers, c.FileMaxBytes, c.Interfaces[0], c.ConfigFile}
+		}, []any{2000, 3, 2 * MiB, "env0", file}},
 		{"flag over env", []string{"--snaplen=3000", "--interface=flag0", "--promisc"}, all, func(c *Config) []any { return []any{c.Snaplen, c.Workers, c.Interfaces, c.Promisc} }, []any{3000, 3, []string{"flag0"}, true}},
 		{"config flag over env", []string{"--config=" + writeFile(t, "snaplen: 1200\n")}, all, func(c *Config) []any { return []any{c.Snaplen, c.Workers, c.RingMaxAge} }, []any{2000, 3, time.Duration(0)}},
 	} {
