@@ -1,0 +1,52 @@
+# The index of what a developer does with sonde. Start with `make build` and
+# `make test` (as root, so the privileged namespace tests run too).
+
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+BIN      := bin/sonde
+# go test's own limit; the whole suite, privileged tests included, takes minutes.
+TEST_TIMEOUT ?= 30m
+FUZZTIME ?= 30s
+PKGS     := ./...
+
+.PHONY: build run test bench fuzz generate lint clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sonde
+
+run: build
+	./$(BIN) run --data-dir ./data $(ARGS)
+
+# Privileged tests (network namespaces) run when this is root and skip
+# otherwise; with CI=true they fail instead of skipping.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Micro-benchmarks, then the live comparison with tcpdump (root, trafgen).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./internal/livebench $(BENCH_ARGS)
+
+# Runs every FuzzXxx target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for target in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+generate:
+	$(GO) generate $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
+	$(GO) clean -testcache
