@@ -257,7 +257,7 @@ func (c *Capture) Interfaces() []InterfaceStatus {
 
 const (
 	pollInterval  = 100 * time.Millisecond // longest a worker sleeps, so Idle runs on quiet links
-	statsInterval = time.Second            // how often kernel counters are folded into totals
+	statsInterval = pollInterval           // how often kernel counters are folded into totals
 )
 
 // run is the hot loop of one worker. It owns the socket: it is the only

@@ -1,0 +1,225 @@
+// Command sonde is a live network capture sensor: it captures packets on the
+// host's interfaces through AF_PACKET, rolls them into a ring of pcap files on
+// a volume, and serves Prometheus metrics and a health API.
+//
+// main only parses configuration and wires components; every component is
+// started on one context and stopped by cancelling it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/exporter"
+	"github.com/sonde-project/sonde/internal/api"
+	"github.com/sonde-project/sonde/internal/config"
+	"github.com/sonde-project/sonde/internal/logging"
+	"github.com/sonde-project/sonde/internal/pcapio"
+	"github.com/sonde-project/sonde/internal/ring"
+)
+
+// version is set by the linker (-X main.version=...); the revision comes
+// from the VCS stamp Go embeds at build time.
+var version = ""
+
+// Exit statuses: 2 is a usage or configuration error, as with flag parsing.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `sonde: live network capture sensor
+
+Usage:
+  sonde run [flags]           capture, roll pcap files, serve metrics and health
+  sonde config check [flags]  validate the configuration and print it; capture nothing
+  sonde version               print the version
+  sonde help                  this text; 'sonde run --help' lists every setting
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return runDaemon(args[1:], stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprintf(stderr, "sonde: unknown config command %q: want 'sonde config check'\n", stringAt(args, 1))
+			return exitUsage
+		}
+		return configCheck(args[2:], stdout, stderr)
+	case "version", "--version":
+		b := exporter.ReadBuildInfo(version)
+		fmt.Fprintf(stdout, "sonde %s (revision %s, %s, %s/%s)\n", b.Version, b.Revision, b.GoVersion, runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "sonde: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+func stringAt(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return ""
+}
+
+// loadConfig loads and validates the configuration; ok is false when the
+// caller should exit with the returned status (help printed, or an error).
+func loadConfig(args []string, stdout, stderr io.Writer) (cfg *config.Config, status int, ok bool) {
+	cfg, err := config.Load(args, os.LookupEnv)
+	if errors.Is(err, config.ErrHelp) {
+		config.Usage(stdout)
+		return nil, exitOK, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sonde: %v\n", err)
+		return nil, exitUsage, false
+	}
+	if len(cfg.Interfaces) == 0 {
+		name, err := config.DefaultRouteInterface()
+		if err != nil {
+			fmt.Fprintf(stderr, "sonde: no --interface given and the default-route interface could not be found: %v\n", err)
+			return nil, exitUsage, false
+		}
+		cfg.Interfaces = []string{name}
+	}
+	return cfg, exitOK, true
+}
+
+func configCheck(args []string, stdout, stderr io.Writer) int {
+	cfg, status, ok := loadConfig(args, stdout, stderr)
+	if !ok {
+		return status
+	}
+	rc := ringConfig(cfg)
+	if err := rc.Validate(); err != nil {
+		fmt.Fprintf(stderr, "sonde: %v\n", err)
+		return exitUsage
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		fmt.Fprintf(stderr, "sonde: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "# configuration is valid\n%s", out)
+	return exitOK
+}
+
+func ringConfig(cfg *config.Config) ring.Config {
+	return ring.Config{
+		Dir:             cfg.DataDir,
+		Node:            cfg.NodeName,
+		Format:          pcapio.Format(cfg.FileFormat),
+		FileMaxBytes:    int64(cfg.FileMaxBytes),
+		FileMaxDuration: cfg.FileMaxDuration,
+		MaxBytes:        int64(cfg.RingMaxBytes),
+		MaxFiles:        cfg.RingMaxFiles,
+		MaxAge:          cfg.RingMaxAge,
+		MinFreePercent:  float64(cfg.MinFreePercent),
+		QueueBytes:      int64(cfg.WriteQueueBytes),
+	}
+}
+
+func runDaemon(args []string, stderr io.Writer) int {
+	cfg, status, ok := loadConfig(args, os.Stdout, stderr)
+	if !ok {
+		return status
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogFormat, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "sonde: %v\n", err)
+		return exitUsage
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
+	if err := daemon(cfg, log); err != nil {
+		log.Error("sonde stopped", zap.Error(err))
+		return exitFailed
+	}
+	return exitOK
+}
+
+// health is what the API reads: capture state, ring state, and whether the
+// ring can take a new file.
+type health struct {
+	*capture.Capture
+	*ring.Ring
+}
+
+func daemon(cfg *config.Config, log *zap.Logger) error {
+	start := time.Now()
+	rcfg := ringConfig(cfg)
+	if err := rcfg.Validate(); err != nil {
+		return err
+	}
+	rg, err := ring.Open(rcfg, log.With(zap.String("component", "ring")))
+	if err != nil {
+		return fmt.Errorf("open the data directory: %w", err)
+	}
+	capCfg := capture.Config{
+		Interfaces:   cfg.Interfaces,
+		Workers:      cfg.WorkerCount(),
+		Promisc:      cfg.Promisc,
+		Snaplen:      cfg.Snaplen,
+		RingBytes:    int64(cfg.CaptureRingBytes),
+		BlockBytes:   int(cfg.CaptureBlockBytes),
+		BlockTimeout: cfg.CaptureBlockTimeout,
+	}
+	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), func(w capture.Worker) []capture.Consumer {
+		return []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
+	})
+	if err != nil {
+		return fmt.Errorf("open capture: %w", err)
+	}
+
+	build := exporter.ReadBuildInfo(version)
+	reg := prometheus.NewRegistry()
+	if err := exporter.Register(reg, build, cp, rg); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	srv := api.New(api.Options{
+		Listen: cfg.Listen, Version: build.Version, DataDir: cfg.DataDir, MinFreePercent: cfg.MinFreePercent,
+	}, log.With(zap.String("component", "api")), reg, health{cp, rg})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("sonde started", zap.String("version", build.Version), zap.Strings("interfaces", cfg.Interfaces),
+		zap.String("data_dir", cfg.DataDir), zap.String("listen", cfg.Listen))
+
+	// One errgroup: a component that fails (the listener cannot bind, say)
+	// cancels the others. On a signal the capture workers stop reading and
+	// close their streams; the ring then drains, publishes the open files and
+	// returns, so every packet read is on disk before the process exits.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cp.Run(gctx) })
+	g.Go(func() error { return rg.Run(gctx) })
+	g.Go(func() error { return srv.Run(gctx) })
+	err = g.Wait()
+	if err == nil {
+		log.Info("sonde stopped cleanly", zap.Duration("uptime", time.Since(start)))
+	}
+	return err
+}
