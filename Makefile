@@ -3,8 +3,7 @@
 
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/sonde
 # go test's own limit; the whole suite, privileged tests included, takes minutes.
 TEST_TIMEOUT ?= 30m
