@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/sonde-project/sonde/internal/testcorpus"
 	"io"
 	"os"
 	"os/exec"
@@ -390,15 +391,14 @@ func TestByteOrders(t *testing.T) {
 	})
 }
 
-const corpusDir = "/work/shared/testdata/tcpdump-corpus"
-
 // TestCorpus runs the reader over real, often malformed captures: it must
 // never panic, and where gopacket reads a file cleanly the packet counts
 // must agree (capinfos settles the cases where gopacket itself is wrong).
 func TestCorpus(t *testing.T) {
+	corpusDir := testcorpus.Dir(t)
 	entries, err := os.ReadDir(corpusDir)
 	if err != nil {
-		t.Skipf("corpus not available: %v", err)
+		t.Fatalf("reading the corpus: %v", err)
 	}
 	_, capErr := exec.LookPath("capinfos")
 	var compared, damaged int
