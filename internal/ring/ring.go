@@ -152,8 +152,8 @@ func (r *Ring) NewStream(iface string, worker int, lt capture.LinkType, snaplen 
 		kdrops:  kernelDrops,
 		nbuf:    nbuf,
 		flushNs: int64(r.cfg.FlushInterval),
-		full:    make(chan []byte, nbuf),
-		free:    make(chan []byte, nbuf),
+		full:    make(chan *buffer, nbuf),
+		free:    make(chan *buffer, nbuf),
 		done:    make(chan struct{}),
 	}
 	r.mu.Lock()

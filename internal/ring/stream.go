@@ -24,16 +24,15 @@ type Stream struct {
 	kdrops  func() uint64
 
 	// Capture side, touched only by the capture goroutine.
-	cur       []byte
-	curFirst  int64 // timestamp of the first packet in cur
-	allocated int   // buffers made so far, at most nbuf
+	cur       *buffer
+	allocated int // buffers made so far, at most nbuf
 	nbuf      int
 	flushNs   int64
 
 	// full carries filled buffers to the writer; free brings them back.
 	// Both have room for every buffer, so sends never block.
-	full chan []byte
-	free chan []byte
+	full chan *buffer
+	free chan *buffer
 	done chan struct{} // closed when the writer has published everything
 
 	dropsQueue atomic.Uint64
@@ -44,6 +43,22 @@ type Stream struct {
 }
 
 var _ capture.Consumer = (*Stream)(nil)
+
+// buffer is a run of serialised records with a summary the capture side
+// keeps as it appends, so the writer parses records one by one only when a
+// rotation boundary falls inside the buffer.
+type buffer struct {
+	b           []byte
+	first, last int64 // timestamps of the first and last record
+	maxTS       int64 // the latest timestamp (clocks can step back)
+	packets     uint64
+	wire        uint64
+}
+
+func (b *buffer) reset() {
+	b.b = b.b[:0]
+	b.first, b.last, b.maxTS, b.packets, b.wire = 0, 0, 0, 0, 0
+}
 
 // HandleBlock appends the block's packets to the current buffer. It never
 // blocks: when the writer has fallen behind and every buffer is queued, the
@@ -57,17 +72,22 @@ func (s *Stream) HandleBlock(b *capture.Block) {
 			data = data[:s.snaplen]
 		}
 		need := pcapio.RecordLen(s.format, len(data))
-		if s.cur != nil && cap(s.cur)-len(s.cur) < need {
+		if s.cur != nil && cap(s.cur.b)-len(s.cur.b) < need {
 			s.handOff()
 		}
 		if s.cur == nil && !s.takeBuffer() {
 			drops++
 			continue
 		}
-		if len(s.cur) == 0 {
-			s.curFirst = p.Timestamp
+		c := s.cur
+		if c.packets == 0 {
+			c.first = p.Timestamp
 		}
-		s.cur = pcapio.AppendRecord(s.cur, s.format, p.Timestamp, p.Length, data)
+		c.last = p.Timestamp
+		c.maxTS = max(c.maxTS, p.Timestamp)
+		c.packets++
+		c.wire += uint64(p.Length)
+		c.b = pcapio.AppendRecord(c.b, s.format, p.Timestamp, p.Length, data)
 	}
 	if drops > 0 {
 		s.dropsQueue.Add(drops)
@@ -78,7 +98,8 @@ func (s *Stream) HandleBlock(b *capture.Block) {
 func (s *Stream) takeBuffer() bool {
 	select {
 	case b := <-s.free:
-		s.cur = b[:0]
+		b.reset()
+		s.cur = b
 		return true
 	default:
 	}
@@ -86,14 +107,14 @@ func (s *Stream) takeBuffer() bool {
 		// Buffers are made on demand so an idle stream costs little memory;
 		// this happens at most nbuf times, never per packet.
 		s.allocated++
-		s.cur = make([]byte, 0, s.ring.cfg.BufferBytes)
+		s.cur = &buffer{b: make([]byte, 0, s.ring.cfg.BufferBytes)}
 		return true
 	}
 	return false
 }
 
 func (s *Stream) handOff() {
-	if len(s.cur) > 0 {
+	if s.cur.packets > 0 {
 		s.full <- s.cur
 	} else {
 		s.free <- s.cur
@@ -104,7 +125,7 @@ func (s *Stream) handOff() {
 // Idle hands off a partial buffer whose first packet has waited longer than
 // FlushInterval, so a quiet link still reaches disk promptly.
 func (s *Stream) Idle(now int64) {
-	if len(s.cur) > 0 && now-s.curFirst >= s.flushNs {
+	if s.cur != nil && s.cur.packets > 0 && now-s.cur.first >= s.flushNs {
 		s.handOff()
 	}
 }

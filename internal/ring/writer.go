@@ -63,7 +63,7 @@ func (w *writer) run() {
 				return
 			}
 			w.writeBuffer(b)
-			w.s.free <- b[:0]
+			w.s.free <- b
 		case now := <-t.C:
 			if w.f != nil && w.cfg.FileMaxDuration > 0 && now.Add(-grace).UnixNano() >= w.windowEnd {
 				w.publish()
@@ -72,9 +72,16 @@ func (w *writer) run() {
 	}
 }
 
-// writeBuffer splits a buffer into runs that belong to one file, writing
-// each run with a single write call.
-func (w *writer) writeBuffer(b []byte) {
+// writeBuffer writes a buffer with one write call when it all belongs to one
+// file, and otherwise splits it into runs that each belong to one file.
+func (w *writer) writeBuffer(buf *buffer) {
+	b := buf.b
+	if w.fits(buf) {
+		w.runStart, w.runEnd = 0, len(b)
+		w.runFirst, w.runLast, w.runPackets, w.runWire = buf.first, buf.last, buf.packets, buf.wire
+		w.flushRun(b)
+		return
+	}
 	w.runStart, w.runEnd = 0, 0
 	for w.runEnd < len(b) {
 		ts, wire, n, err := pcapio.ParseRecord(w.cfg.Format, b[w.runEnd:])
@@ -100,6 +107,19 @@ func (w *writer) writeBuffer(b []byte) {
 		w.runWire += uint64(wire)
 	}
 	w.flushRun(b)
+}
+
+// fits reports whether no size or duration boundary falls inside buf, for
+// the file open now or the one buf's first packet would open.
+func (w *writer) fits(buf *buffer) bool {
+	size, end := w.size, w.windowEnd
+	if w.f == nil || w.packets == 0 {
+		size, end = int64(len(w.s.header)), windowEnd(buf.first, w.cfg.FileMaxDuration)
+	}
+	if m := w.cfg.FileMaxBytes; m > 0 && size+int64(len(buf.b)) > m {
+		return false
+	}
+	return w.cfg.FileMaxDuration <= 0 || buf.maxTS < end
 }
 
 // windowEnd is the first wall-clock-aligned boundary after ts.
