@@ -26,7 +26,9 @@ test:
 
 # Micro-benchmarks, then the live comparison with tcpdump (root, trafgen).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v '/capture$$')
+	$(GO) test -run '^$$' -bench WalkBlock -benchmem ./capture
+	$(GO) test -run '^$$' -bench RingRead -benchtime 1000000x -benchmem ./capture
 	$(GO) run ./internal/livebench $(BENCH_ARGS)
 
 # Runs every FuzzXxx target for FUZZTIME each.
