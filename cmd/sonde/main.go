@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		return runDaemon(args[1:], stderr)
+		return runDaemon(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintf(stderr, "sonde: unknown config command %q: want 'sonde config check'\n", stringAt(args, 1))
@@ -144,8 +144,8 @@ func ringConfig(cfg *config.Config) ring.Config {
 	}
 }
 
-func runDaemon(args []string, stderr io.Writer) int {
-	cfg, status, ok := loadConfig(args, os.Stdout, stderr)
+func runDaemon(args []string, stdout, stderr io.Writer) int {
+	cfg, status, ok := loadConfig(args, stdout, stderr)
 	if !ok {
 		return status
 	}
