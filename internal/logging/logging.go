@@ -65,7 +65,7 @@ func New(level, format string, out io.Writer) (*zap.Logger, error) {
 
 	ws := zapcore.AddSync(out)
 	core := zapcore.NewCore(enc, zapcore.Lock(ws), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(ws)), zap.AddStacktrace(zapcore.ErrorLevel)), nil
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(ws)), zap.AddStacktrace(zapcore.DPanicLevel)), nil
 }
 
 func useConsole(format string, out io.Writer) (bool, error) {
