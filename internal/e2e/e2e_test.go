@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/sonde-project/sonde/internal/netnstest"
 )
@@ -413,4 +418,76 @@ func TestSIGTERMUnderTraffic(t *testing.T) {
 			t.Fatalf("record %d has sequence %d: frames missing before SIGTERM", i, seq)
 		}
 	}
+}
+
+// TestPcapngFiles checks --file-format pcapng: the files open in tshark and
+// tcpdump as they are, hold every frame byte for byte (read back with
+// gopacket's independent pcapng reader) with nanosecond timestamps, and name
+// their interface.
+func TestPcapngFiles(t *testing.T) {
+	p := netnstest.New(t)
+	dir := t.TempDir()
+	d := startDaemon(t, p.B.NS, dir, "--interface", p.B.Iface, "--workers", "1", "--file-format", "pcapng")
+	sent := p.Flow(11).Frames(netnstest.MixedSizes(2000, 11))
+	if err := sender(t, p).SendPaced(sent, chunk, pause); err != nil {
+		t.Fatal(err)
+	}
+	d.waitCaptured(float64(len(sent)), p.B.Iface)
+	d.stop()
+
+	files, err := filepath.Glob(filepath.Join(dir, "*.pcapng"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no published .pcapng file (%v)", err)
+	}
+	if n := tcpdumpCount(t, files, p.A.MAC.String()); n != len(sent) {
+		t.Errorf("tcpdump -r counts %d frames from the sender, sent %d", n, len(sent))
+	}
+	var got []capRecord
+	tsharkFrames := 0
+	for _, f := range files {
+		out, err := exec.Command("tshark", "-r", f, "-Y", "eth.src == "+p.A.MAC.String(),
+			"-T", "fields", "-e", "frame.interface_name", "-e", "frame.time_epoch").Output()
+		if err != nil {
+			t.Fatalf("tshark -r %s: %v", f, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			name, ts, _ := strings.Cut(line, "\t")
+			if name != p.B.Iface {
+				t.Fatalf("tshark line %q: want interface %s", line, p.B.Iface)
+			}
+			if _, frac, _ := strings.Cut(ts, "."); len(frac) != 9 {
+				t.Fatalf("timestamp %s is not in nanoseconds", ts)
+			}
+			tsharkFrames++
+		}
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := pcapgo.NewNgReader(fh, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for {
+			data, ci, err := r.ReadPacketData()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if ci.Length != len(data) {
+				t.Fatalf("%s: frame of %d bytes recorded as %d on the wire", f, len(data), ci.Length)
+			}
+			if bytes.Equal(data[6:12], p.A.MAC) {
+				got = append(got, capRecord{file: f, Record: netnstest.Record{TsNanos: ci.Timestamp.UnixNano(), OrigLen: uint32(ci.Length), Data: data}})
+			}
+		}
+		fh.Close()
+	}
+	if tsharkFrames != len(sent) {
+		t.Errorf("tshark reads %d frames from the sender, sent %d", tsharkFrames, len(sent))
+	}
+	compareFrames(t, "pcapng", sent, got)
+	checkIndexMatchesDisk(t, dir)
 }
