@@ -96,10 +96,11 @@ func and(a, b *bnode) *bnode {
 		return b
 	case b == nil || b.kind == bTrue:
 		return a
-	case a.kind == bFalse, b.kind == bFalse:
-		// A false right side rejects whether or not the left side's loads fail.
+	case a.kind == bFalse:
 		return bfalse
 	}
+	// "x and false" still runs x's loads unoptimised; the optimizer drops
+	// them, as libpcap's does, because both of x's branches then agree.
 	return &bnode{kind: bAnd, l: a, r: b}
 }
 
@@ -241,7 +242,10 @@ const (
 // payload is of the given Ethernet type (or LLC SAP, when <= 1500).
 func (g *gen) linktype(proto uint32, pos int) *bnode {
 	switch g.lt {
-	case LinkEthernet, LinkSLL, LinkSLL2:
+	case LinkSLL2:
+		// libpcap 1.10 compares SLL2's protocol field as is, even for SAPs.
+		return g.cmp(orLinkType, 0, 2, proto)
+	case LinkEthernet, LinkSLL:
 		switch proto {
 		case 0xe0, 0x809b, 0x80f3:
 			g.fail(pos, "IPX and AppleTalk link-layer types are not supported")

@@ -145,7 +145,7 @@ func lex(expr string) ([]token, error) {
 				continue
 			}
 		}
-		if strings.IndexByte("+-*/%:[]!<>()&|^=", c) >= 0 {
+		if strings.IndexByte("+-*/%:[]!<>()&|^=", c) >= 0 && (c != ':' || v6Len(rest) == 0) {
 			text := string(c)
 			kind := tOp
 			if c == '!' {
