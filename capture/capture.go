@@ -31,6 +31,30 @@ type Config struct {
 	// BlockTimeout is how long the kernel waits before handing over a block
 	// that is not full, which bounds the latency from wire to consumer.
 	BlockTimeout time.Duration
+	// Filter, when set, decides which packets reach the rings (and how many
+	// bytes of each). Without it every packet is accepted, cut to Snaplen.
+	Filter Filter
+}
+
+// Filter is a socket filter: a classic BPF program, or an eBPF program with
+// its own maps. Attach is called once per worker socket, after every socket of
+// every interface has joined its fanout group and its ring has been drained,
+// replacing the reject-all filter each socket was created with; so no packet
+// reaches a ring unfiltered.
+type Filter interface {
+	Attach(iface string, fd int) error
+}
+
+// ClassicFilter is a classic BPF program (struct sock_filter entries), as a
+// compiled tcpdump expression is; it must return the number of bytes to keep.
+type ClassicFilter []unix.SockFilter
+
+// Attach installs the program with SO_ATTACH_FILTER.
+func (f ClassicFilter) Attach(_ string, fd int) error {
+	if len(f) == 0 {
+		return errors.New("empty classic BPF program")
+	}
+	return attachFilter(fd, f)
 }
 
 // Validate reports the first setting that cannot work.
@@ -142,14 +166,18 @@ func (c *Capture) openAll() error {
 		c.ifaces = append(c.ifaces, ifc)
 	}
 	// The real filter goes on only once every worker of every interface has
-	// joined its group; until then the reject-all filter keeps the rings empty.
-	accept := []unix.SockFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
+	// joined its group; until then the reject-all filter keeps the rings
+	// empty, and whatever was queued before it is drained first.
+	filter := cfg.Filter
+	if filter == nil {
+		filter = ClassicFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
+	}
 	for _, ifc := range c.ifaces {
 		for _, w := range ifc.workers {
-			if err := attachFilter(w.sock.fd, accept); err != nil {
-				return fmt.Errorf("interface %q: %w", ifc.name, err)
-			}
 			w.sock.drain()
+			if err := filter.Attach(ifc.name, w.sock.fd); err != nil {
+				return fmt.Errorf("interface %q: attach filter: %w", ifc.name, err)
+			}
 		}
 	}
 	return nil
