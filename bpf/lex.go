@@ -39,7 +39,7 @@ var keywords = buildKeywords()
 func buildKeywords() map[string]string {
 	kw := map[string]string{}
 	for _, group := range []string{
-		"dst src link:link ether:link ppp:link slip:link fddi:link tr:link wlan:link",
+		"dst src link:link ether:link ppp slip fddi tr wlan",
 		"arp rarp ip sctp tcp udp icmp igmp igrp pim vrrp carp radio ip6 icmp6 ah esp",
 		"atalk aarp decnet lat sca moprc mopdl iso esis es-is:esis isis is-is:isis l1 l2 iih lsp snp csnp psnp clnp stp ipx netbeui",
 		"host net mask port portrange proto protochain gateway type subtype direction:dir dir",

@@ -42,7 +42,8 @@ var pnames = map[string]int{
 
 // unsupported lists libpcap keywords sonde refuses, with the reason given.
 var unsupported = map[string]string{
-	"gateway": "needs name resolution", "protochain": "is not supported",
+	"gateway": "needs name resolution", "wlan": "is not supported", "fddi": "is not supported",
+	"tr": "is not supported", "ppp": "is not supported", "slip": "is not supported", "protochain": "is not supported",
 	"inbound": "needs packet direction metadata", "outbound": "needs packet direction metadata",
 	"ifindex": "needs interface metadata", "ifname": "is a pflog field",
 	"byte": "is not supported", "mpls": "is not supported", "pppoed": "is not supported",
