@@ -188,3 +188,35 @@ func interfaceIndex(name string) (int, error) {
 	}
 	return ifi.Index, nil
 }
+
+// LinkTypeOf reports the link type sonde captures iface as, so a filter can
+// be compiled for it before capture starts. It needs CAP_NET_RAW: it binds a
+// packet socket with protocol 0, which receives nothing, and reads the
+// device type back.
+func LinkTypeOf(iface string) (LinkType, error) {
+	idx, err := interfaceIndex(iface)
+	if err != nil {
+		return 0, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("create AF_PACKET socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: idx}); err != nil {
+		return 0, fmt.Errorf("interface %q: bind: %w", iface, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("interface %q: read the bound address: %w", iface, err)
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	if !ok {
+		return 0, fmt.Errorf("interface %q: unexpected address %T", iface, sa)
+	}
+	lt, err := linkTypeOf(ll.Hatype)
+	if err != nil {
+		return 0, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	return lt, nil
+}

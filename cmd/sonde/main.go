@@ -20,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
+	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/exporter"
 	"github.com/sonde-project/sonde/internal/api"
@@ -157,9 +159,56 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
 	if err := daemon(cfg, log); err != nil {
 		log.Error("sonde stopped", zap.Error(err))
+		var usage usageError
+		if errors.As(err, &usage) {
+			return exitUsage
+		}
 		return exitFailed
 	}
 	return exitOK
+}
+
+// usageError is a configuration error found only once the interfaces can be
+// inspected (a filter that cannot apply to an interface's link type); it
+// exits with the usage status, like any other bad setting.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// interfaceFilters holds the filter compiled for each interface's link type.
+type interfaceFilters map[string]capture.ClassicFilter
+
+func (f interfaceFilters) Attach(iface string, fd int) error {
+	prog, ok := f[iface]
+	if !ok {
+		return fmt.Errorf("no filter compiled for interface %q", iface)
+	}
+	return prog.Attach(iface, fd)
+}
+
+// compileFilter compiles expr for the link type of every interface. An empty
+// expression needs no filter (capture then accepts everything).
+func compileFilter(expr string, ifaces []string, snaplen int) (capture.Filter, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	out := interfaceFilters{}
+	for _, name := range ifaces {
+		lt, err := capture.LinkTypeOf(name)
+		if err != nil {
+			return nil, fmt.Errorf("compile --filter: %w", err)
+		}
+		prog, err := bpf.Compile(expr, bpf.LinkType(lt), snaplen)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("invalid --filter for interface %q: %w", name, err)}
+		}
+		cf := make(capture.ClassicFilter, len(prog))
+		for i, in := range prog {
+			cf[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+		}
+		out[name] = cf
+	}
+	return out, nil
 }
 
 // health is what the API reads: capture state, ring state, and whether the
@@ -179,6 +228,10 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("open the data directory: %w", err)
 	}
+	filter, err := compileFilter(cfg.Filter, cfg.Interfaces, cfg.Snaplen)
+	if err != nil {
+		return err
+	}
 	capCfg := capture.Config{
 		Interfaces:   cfg.Interfaces,
 		Workers:      cfg.WorkerCount(),
@@ -187,6 +240,7 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 		RingBytes:    int64(cfg.CaptureRingBytes),
 		BlockBytes:   int(cfg.CaptureBlockBytes),
 		BlockTimeout: cfg.CaptureBlockTimeout,
+		Filter:       filter,
 	}
 	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), func(w capture.Worker) []capture.Consumer {
 		return []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}

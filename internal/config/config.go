@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/sonde-project/sonde/bpf"
 	"net"
 	"os"
 	"runtime"
@@ -32,6 +33,9 @@ type Config struct {
 	Snaplen int  `yaml:"snaplen"`
 	Workers int  `yaml:"workers"` // 0 means runtime.NumCPU(); see WorkerCount
 	Promisc bool `yaml:"promisc"`
+	// Filter is a tcpdump filter expression compiled to classic BPF and
+	// attached to every capture socket; empty captures everything.
+	Filter string `yaml:"filter"`
 
 	// TPACKET_V3 ring of each worker socket.
 	CaptureRingBytes    Size          `yaml:"capture_ring_bytes"`
@@ -165,6 +169,13 @@ func (c *Config) Validate() error {
 			bad("interface", name, "listed more than once")
 		}
 		seen[name] = true
+	}
+	if c.Filter != "" {
+		// Syntax is checked here for Ethernet; each interface's own link type
+		// is checked again when the daemon compiles the filter for it.
+		if _, err := bpf.Compile(c.Filter, bpf.LinkEthernet, c.Snaplen); err != nil {
+			errs = append(errs, fmt.Errorf("invalid --filter (%s): %w", c.Source("filter"), err))
+		}
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		bad("data-dir", c.DataDir, "want a directory path")

@@ -38,6 +38,7 @@ var settings = []setting{
 	{"snaplen", []string{"SONDE_SNAPLEN"}, "snaplen", "bytes kept of each packet (64-262144)", func(c *Config) any { return &c.Snaplen }},
 	{"workers", []string{"SONDE_WORKERS"}, "workers", "capture workers per interface (0: one per CPU)", func(c *Config) any { return &c.Workers }},
 	{"promisc", []string{"SONDE_PROMISC"}, "promisc", "put interfaces in promiscuous mode", func(c *Config) any { return &c.Promisc }},
+	{"filter", []string{"SONDE_FILTER"}, "filter", "tcpdump filter expression: capture only what it matches (default: everything)", func(c *Config) any { return &c.Filter }},
 	{"capture-ring-bytes", []string{"SONDE_CAPTURE_RING_BYTES"}, "capture_ring_bytes", "kernel ring size per worker socket (at least 4 blocks)", func(c *Config) any { return &c.CaptureRingBytes }},
 	{"capture-block-bytes", []string{"SONDE_CAPTURE_BLOCK_BYTES"}, "capture_block_bytes", "kernel ring block size (power of two, 64KiB-128MiB)", func(c *Config) any { return &c.CaptureBlockBytes }},
 	{"capture-block-timeout", []string{"SONDE_CAPTURE_BLOCK_TIMEOUT"}, "capture_block_timeout", "time after which the kernel retires a partly filled block (1ms-1s)", func(c *Config) any { return &c.CaptureBlockTimeout }},
