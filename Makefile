@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 PKGS     := ./...
 
-.PHONY: build run test bench fuzz generate lint clean
+.PHONY: build build-libpcap run test bench fuzz generate lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sonde
@@ -22,7 +22,14 @@ run: build
 # otherwise; with CI=true they fail instead of skipping.
 test:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags libpcap $(PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	# The optional libpcap engine (cgo): what the tag changes, built and tested.
+	$(GO) test -race -count=1 -tags libpcap -timeout $(TEST_TIMEOUT) ./capture/ ./cmd/sonde/
+
+# The static default binary, and the optional libpcap build (cgo).
+build-libpcap:
+	CGO_ENABLED=1 $(GO) build -tags libpcap -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sonde
 
 # Micro-benchmarks, then the live comparison with tcpdump (root, trafgen).
 bench:

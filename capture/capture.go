@@ -13,8 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Capture engines.
+const (
+	// EngineAFPacket is sonde's own TPACKET_V3 reader: the default, pure Go.
+	EngineAFPacket = "afpacket"
+	// EnginePcap reads through libpcap (gopacket/pcap, cgo), for filter
+	// syntax outside sonde's compiler. Only in binaries built with -tags libpcap.
+	EnginePcap = "pcap"
+)
+
+// ErrFilter marks a filter the engine refused, so the caller can report it as
+// a configuration error.
+var ErrFilter = errors.New("filter refused")
+
 // Config selects what to capture and how the kernel rings are sized.
 type Config struct {
+	// Engine is EngineAFPacket (the default when empty) or EnginePcap.
+	Engine string
 	// Interfaces to capture on; at least one.
 	Interfaces []string
 	// Workers is the number of sockets per interface, joined in one fanout
@@ -33,7 +48,11 @@ type Config struct {
 	BlockTimeout time.Duration
 	// Filter, when set, decides which packets reach the rings (and how many
 	// bytes of each). Without it every packet is accepted, cut to Snaplen.
+	// AF_PACKET engine only.
 	Filter Filter
+	// PcapFilter is a filter expression libpcap compiles itself, with its
+	// full syntax. Pcap engine only.
+	PcapFilter string
 }
 
 // Filter is a socket filter: a classic BPF program, or an eBPF program with
@@ -73,6 +92,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("capture: ring size %d: want at least two blocks of %d bytes", c.RingBytes, c.BlockBytes)
 	case c.BlockTimeout < time.Millisecond:
 		return fmt.Errorf("capture: block timeout %s: want at least 1ms", c.BlockTimeout)
+	case c.Engine != "" && c.Engine != EngineAFPacket && c.Engine != EnginePcap:
+		return fmt.Errorf("capture: engine %q: want %s or %s", c.Engine, EngineAFPacket, EnginePcap)
+	case c.Engine == EnginePcap && c.Filter != nil:
+		return errors.New("capture: the pcap engine compiles its own filter: set PcapFilter, not Filter")
+	case c.Engine != EnginePcap && c.PcapFilter != "":
+		return errors.New("capture: PcapFilter needs the pcap engine")
 	}
 	return nil
 }
@@ -114,7 +139,8 @@ type workerStats struct {
 }
 
 type worker struct {
-	sock      *socket
+	sock      *socket     // AF_PACKET engine
+	pcap      *pcapSource // pcap engine
 	iface     *iface
 	index     int
 	snaplen   int
@@ -159,11 +185,18 @@ func (c *Capture) openAll() error {
 			return fmt.Errorf("interface %q is configured twice", name)
 		}
 		seen[name] = true
-		ifc, err := c.open(name)
+		open := c.open
+		if cfg.Engine == EnginePcap {
+			open = c.openPcap
+		}
+		ifc, err := open(name)
 		if err != nil {
 			return err
 		}
 		c.ifaces = append(c.ifaces, ifc)
+	}
+	if cfg.Engine == EnginePcap {
+		return nil // libpcap installed its filter itself, gap-free
 	}
 	// The real filter goes on only once every worker of every interface has
 	// joined its group; until then the reject-all filter keeps the rings
@@ -214,7 +247,17 @@ func (c *Capture) open(name string) (*iface, error) {
 
 func closeWorkers(ws []*worker) {
 	for _, w := range ws {
+		w.closeSource()
+	}
+}
+
+// closeSource releases the worker's socket or pcap handle.
+func (w *worker) closeSource() {
+	if w.sock != nil {
 		w.sock.close()
+	}
+	if w.pcap != nil {
+		w.pcap.close()
 	}
 }
 
@@ -248,6 +291,10 @@ func (c *Capture) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if w.pcap != nil {
+					w.runPcap(ctx.Done(), c.cfg.BlockTimeout, c.log)
+					return
+				}
 				w.run(stop, c.cfg.BlockTimeout, c.log)
 			}()
 		}
@@ -361,7 +408,7 @@ func (w *worker) shutdown() {
 	for _, c := range w.consumers {
 		c.Close()
 	}
-	w.sock.close()
+	w.closeSource()
 }
 
 // consume hands one retired block to every consumer and gives it back to the

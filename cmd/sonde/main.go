@@ -228,8 +228,13 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("open the data directory: %w", err)
 	}
-	filter, err := compileFilter(cfg.Filter, cfg.Interfaces, cfg.Snaplen)
-	if err != nil {
+	var (
+		filter     capture.Filter
+		pcapFilter string
+	)
+	if cfg.Engine == capture.EnginePcap {
+		pcapFilter = cfg.Filter
+	} else if filter, err = compileFilter(cfg.Filter, cfg.Interfaces, cfg.Snaplen); err != nil {
 		return err
 	}
 	capCfg := capture.Config{
@@ -240,11 +245,16 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 		RingBytes:    int64(cfg.CaptureRingBytes),
 		BlockBytes:   int(cfg.CaptureBlockBytes),
 		BlockTimeout: cfg.CaptureBlockTimeout,
+		Engine:       cfg.Engine,
 		Filter:       filter,
+		PcapFilter:   pcapFilter,
 	}
 	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), func(w capture.Worker) []capture.Consumer {
 		return []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
 	})
+	if errors.Is(err, capture.ErrFilter) {
+		return usageError{err}
+	}
 	if err != nil {
 		return fmt.Errorf("open capture: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/sonde-project/sonde/bpf"
+	"github.com/sonde-project/sonde/capture"
 	"net"
 	"os"
 	"runtime"
@@ -33,6 +34,9 @@ type Config struct {
 	Snaplen int  `yaml:"snaplen"`
 	Workers int  `yaml:"workers"` // 0 means runtime.NumCPU(); see WorkerCount
 	Promisc bool `yaml:"promisc"`
+	// Engine is the capture engine: afpacket (sonde's own reader) or pcap
+	// (libpcap, in binaries built with -tags libpcap).
+	Engine string `yaml:"engine"`
 	// Filter is a tcpdump filter expression compiled to classic BPF and
 	// attached to every capture socket; empty captures everything.
 	Filter string `yaml:"filter"`
@@ -83,6 +87,7 @@ func Default() *Config {
 		Snaplen:             262144,
 		Workers:             0,
 		Promisc:             true,
+		Engine:              capture.EngineAFPacket,
 		CaptureRingBytes:    64 * MiB,
 		CaptureBlockBytes:   1 * MiB,
 		CaptureBlockTimeout: 10 * time.Millisecond,
@@ -170,7 +175,17 @@ func (c *Config) Validate() error {
 		}
 		seen[name] = true
 	}
-	if c.Filter != "" {
+	switch c.Engine {
+	case capture.EngineAFPacket:
+	case capture.EnginePcap:
+		if !capture.PcapAvailable {
+			bad("engine", c.Engine, "this binary was built without libpcap: rebuild with -tags libpcap, or use afpacket")
+		}
+	default:
+		bad("engine", c.Engine, "want afpacket or pcap")
+	}
+	if c.Filter != "" && c.Engine != capture.EnginePcap {
+		// libpcap checks its own (wider) syntax when the pcap engine opens.
 		// Syntax is checked here for Ethernet; each interface's own link type
 		// is checked again when the daemon compiles the filter for it.
 		if _, err := bpf.Compile(c.Filter, bpf.LinkEthernet, c.Snaplen); err != nil {
