@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/sonde-project/sonde/capture"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,25 @@ func TestCLI(t *testing.T) {
 		{name: "bad config subcommand", args: []string{"config", "lint"}, status: exitUsage, stderr: "sonde config check"},
 		{name: "bad log level", args: []string{"config", "check", "--interface", "lo"},
 			env: map[string]string{"LOG_LEVEL": "loud"}, status: exitUsage, stderr: "LOG_LEVEL"},
+	}
+	if capture.PcapAvailable {
+		cases = append(cases, struct {
+			name           string
+			args           []string
+			env            map[string]string
+			status         int
+			stdout, stderr string
+		}{name: "pcap engine takes libpcap's syntax", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap", "--filter", "udp and not igmp"},
+			status: exitOK, stdout: "engine: pcap"})
+	} else {
+		cases = append(cases, struct {
+			name           string
+			args           []string
+			env            map[string]string
+			status         int
+			stdout, stderr string
+		}{name: "pcap engine needs a libpcap build", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap"},
+			status: exitUsage, stderr: "built without libpcap"})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
