@@ -9,6 +9,14 @@ import (
 	"testing"
 )
 
+type cliCase struct {
+	name           string
+	args           []string
+	env            map[string]string
+	status         int
+	stdout, stderr string // substrings expected
+}
+
 func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	badYAML := filepath.Join(dir, "bad.yaml")
@@ -46,22 +54,10 @@ func TestCLI(t *testing.T) {
 			env: map[string]string{"LOG_LEVEL": "loud"}, status: exitUsage, stderr: "LOG_LEVEL"},
 	}
 	if capture.PcapAvailable {
-		cases = append(cases, struct {
-			name           string
-			args           []string
-			env            map[string]string
-			status         int
-			stdout, stderr string
-		}{name: "pcap engine takes libpcap's syntax", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap", "--filter", "udp and not igmp"},
+		cases = append(cases, cliCase{name: "pcap engine takes libpcap's syntax", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap", "--filter", "udp and not igmp"},
 			status: exitOK, stdout: "engine: pcap"})
 	} else {
-		cases = append(cases, struct {
-			name           string
-			args           []string
-			env            map[string]string
-			status         int
-			stdout, stderr string
-		}{name: "pcap engine needs a libpcap build", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap"},
+		cases = append(cases, cliCase{name: "pcap engine needs a libpcap build", args: []string{"config", "check", "--interface", "lo", "--engine", "pcap"},
 			status: exitUsage, stderr: "built without libpcap"})
 	}
 	for _, tc := range cases {
