@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -29,6 +30,7 @@ import (
 	"github.com/sonde-project/sonde/internal/config"
 	"github.com/sonde-project/sonde/internal/logging"
 	"github.com/sonde-project/sonde/internal/pcapio"
+	"github.com/sonde-project/sonde/internal/privilege"
 	"github.com/sonde-project/sonde/internal/ring"
 )
 
@@ -52,6 +54,7 @@ const usage = `sonde: live network capture sensor
 Usage:
   sonde run [flags]           capture, roll pcap files, serve metrics and health
   sonde config check [flags]  validate the configuration and print it; capture nothing
+  sonde healthcheck [--ready]  ask a running sonde for its health (exit 0 when healthy)
   sonde version               print the version
   sonde help                  this text; 'sonde run --help' lists every setting
 `
@@ -70,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return configCheck(args[2:], stdout, stderr)
+	case "healthcheck":
+		return healthCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		b := exporter.ReadBuildInfo(version)
 		fmt.Fprintf(stdout, "sonde %s (revision %s, %s, %s/%s)\n", b.Version, b.Revision, b.GoVersion, runtime.GOOS, runtime.GOARCH)
@@ -258,6 +263,25 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("open capture: %w", err)
 	}
+	// The listener too is opened before privileges go, so a port below 1024
+	// works and a port in use is reported before capture starts.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.User != "" {
+		uid, gid, err := privilege.ParseUser(cfg.User)
+		if err != nil {
+			return usageError{err}
+		}
+		if err := privilege.PrepareDir(cfg.DataDir, uid, gid); err != nil {
+			return err
+		}
+		if err := privilege.Drop(uid, gid); err != nil {
+			return fmt.Errorf("drop privileges: %w", err)
+		}
+		log.Info("dropped privileges: running without capabilities", zap.Int("uid", uid), zap.Int("gid", gid))
+	}
 
 	build := exporter.ReadBuildInfo(version)
 	reg := prometheus.NewRegistry()
@@ -265,7 +289,7 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	srv := api.New(api.Options{
-		Listen: cfg.Listen, Version: build.Version, DataDir: cfg.DataDir, MinFreePercent: cfg.MinFreePercent,
+		Listen: cfg.Listen, Listener: ln, Version: build.Version, DataDir: cfg.DataDir, MinFreePercent: cfg.MinFreePercent,
 	}, log.With(zap.String("component", "api")), reg, health{cp, rg})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sonde-project/sonde/internal/privilege"
 	"net"
 	"net/http"
 	"os"
@@ -206,6 +207,17 @@ type Health struct {
 	Interfaces    []InterfaceHealth `json:"interfaces"`
 	Disk          DiskHealth        `json:"disk"`
 	Ring          RingHealth        `json:"ring"`
+	Process       ProcessHealth     `json:"process"`
+}
+
+// ProcessHealth is who the daemon runs as, so operators can check the
+// privilege drop: capability sets are the hex masks of /proc/self/status.
+type ProcessHealth struct {
+	UID                   int    `json:"uid"`
+	GID                   int    `json:"gid"`
+	CapabilitiesEffective string `json:"capabilities_effective"`
+	CapabilitiesPermitted string `json:"capabilities_permitted"`
+	NoNewPrivs            bool   `json:"no_new_privs"`
 }
 
 // InterfaceHealth describes one configured interface.
@@ -282,6 +294,12 @@ func (s *Server) healthReport() Health {
 		}
 	}
 	h.Ring = RingHealth{Files: rs.Files, Bytes: rs.Bytes, OldestPacket: packetTime(rs.OldestPacket), NewestPacket: packetTime(rs.NewestPacket)}
+	if ps, err := privilege.Self(); err == nil {
+		h.Process = ProcessHealth{
+			UID: ps.UID, GID: ps.GID, NoNewPrivs: ps.NoNewPrivs,
+			CapabilitiesEffective: fmt.Sprintf("%016x", ps.CapEff), CapabilitiesPermitted: fmt.Sprintf("%016x", ps.CapPrm),
+		}
+	}
 	return h
 }
 

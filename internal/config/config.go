@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/privilege"
 	"net"
 	"os"
 	"runtime"
@@ -34,6 +35,9 @@ type Config struct {
 	Snaplen int  `yaml:"snaplen"`
 	Workers int  `yaml:"workers"` // 0 means runtime.NumCPU(); see WorkerCount
 	Promisc bool `yaml:"promisc"`
+	// User, when set ("UID" or "UID:GID"), is who sonde runs as once its
+	// sockets are open: every capability is dropped too.
+	User string `yaml:"user"`
 	// Engine is the capture engine: afpacket (sonde's own reader) or pcap
 	// (libpcap, in binaries built with -tags libpcap).
 	Engine string `yaml:"engine"`
@@ -174,6 +178,11 @@ func (c *Config) Validate() error {
 			bad("interface", name, "listed more than once")
 		}
 		seen[name] = true
+	}
+	if c.User != "" {
+		if _, _, err := privilege.ParseUser(c.User); err != nil {
+			bad("user", c.User, "want a numeric UID or UID:GID, such as 65532:65532")
+		}
 	}
 	switch c.Engine {
 	case capture.EngineAFPacket:

@@ -38,6 +38,7 @@ var settings = []setting{
 	{"snaplen", []string{"SONDE_SNAPLEN"}, "snaplen", "bytes kept of each packet (64-262144)", func(c *Config) any { return &c.Snaplen }},
 	{"workers", []string{"SONDE_WORKERS"}, "workers", "capture workers per interface (0: one per CPU)", func(c *Config) any { return &c.Workers }},
 	{"promisc", []string{"SONDE_PROMISC"}, "promisc", "put interfaces in promiscuous mode", func(c *Config) any { return &c.Promisc }},
+	{"user", []string{"SONDE_USER"}, "user", "numeric UID[:GID] to run as once capture is set up, with no capabilities (default: stay as started)", func(c *Config) any { return &c.User }},
 	{"engine", []string{"SONDE_ENGINE"}, "engine", "capture engine: afpacket, or pcap (libpcap, in builds with -tags libpcap)", func(c *Config) any { return &c.Engine }},
 	{"filter", []string{"SONDE_FILTER"}, "filter", "tcpdump filter expression: capture only what it matches (default: everything)", func(c *Config) any { return &c.Filter }},
 	{"capture-ring-bytes", []string{"SONDE_CAPTURE_RING_BYTES"}, "capture_ring_bytes", "kernel ring size per worker socket (at least 4 blocks)", func(c *Config) any { return &c.CaptureRingBytes }},
