@@ -1,0 +1,2 @@
+/* BPF objects are built little-endian (bpfel) only. */
+#include <linux/byteorder/little_endian.h>

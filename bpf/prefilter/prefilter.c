@@ -1,0 +1,348 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+//
+// sonde's eBPF socket prefilter: attached with SO_ATTACH_BPF to every capture
+// socket of one interface. For each packet the socket sees it
+//   1. counts it by class (L3, L4, TCP flags) before any filtering,
+//   2. runs the user's filter (user_filter below, whose body the Go side
+//      replaces with the user's classic BPF program translated to eBPF),
+//   3. optionally keeps only the first packets/bytes of each flow,
+//   4. optionally samples 1 in N of what passed,
+// and returns how many bytes to keep, so the kernel truncates before copying.
+//
+// Socket filters cannot read packet data directly, so the first CACHE_LEN
+// bytes are copied once into a per-CPU scratch buffer that both the class
+// parser and the translated filter read; loads beyond it fall back to the
+// kernel's LD_ABS/LD_IND.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+#define CACHE_LEN 128 /* keep in sync with cacheLen in translate.go */
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT 4
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum { L3_IPV4, L3_IPV6, L3_ARP, L3_OTHER, L3_N };
+enum { L4_TCP, L4_UDP, L4_ICMP, L4_OTHER, L4_N };
+
+struct stats {
+	struct counter all;
+	struct counter l3[L3_N];
+	struct counter l4[L4_N];
+	struct counter syn, rst, fin;
+	struct counter filtered_out, cut_off, sampled_out;
+};
+
+/* The layout the Go translator reads: len at 0, buf at 8. */
+struct scratch {
+	__u32 len; /* bytes of buf that hold packet data */
+	__u32 _pad;
+	__u8 buf[CACHE_LEN];
+};
+
+/* Both directions of a connection share a key: the lower endpoint first. */
+struct flow_key {
+	__u32 lo_addr[4];
+	__u32 hi_addr[4];
+	__u16 lo_port;
+	__u16 hi_port;
+	__u8 proto;
+	__u8 family;
+	__u8 _pad[2];
+};
+
+struct flow_val {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stats);
+} stats_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* replaced by Config.MaxFlows */
+	__type(key, struct flow_key);
+	__type(value, struct flow_val);
+} flows SEC(".maps");
+
+/* Set by the Go side before loading; the verifier prunes disabled features. */
+volatile const __u32 l2_len = ETH_HLEN;  /* offset of the network header */
+volatile const __u32 snaplen = 262144;
+volatile const __u32 has_filter = 0;
+volatile const __u64 cutoff_packets = 0; /* 0: off */
+volatile const __u64 cutoff_bytes = 0;   /* 0: off */
+volatile const __u32 sample = 0;         /* 0 or 1: off */
+
+/*
+ * user_filter is the user's classic BPF program. This body is a placeholder:
+ * the Go side replaces every instruction of this function with the
+ * translation before loading. It is static so the verifier checks it with the
+ * caller's precise register types (sc is a map value), and its body is opaque
+ * asm so the compiler cannot specialise the call site to the placeholder.
+ */
+static __attribute__((noinline)) __u32 user_filter(struct __sk_buff *skb, struct scratch *sc)
+{
+	__u32 v = 0;
+	asm volatile("%0 = 0xffffffff" : "=r"(v) : "r"(skb), "r"(sc) : "memory");
+	return v;
+}
+
+static __always_inline void count(struct counter *c, __u32 len)
+{
+	c->packets++;
+	c->bytes += len;
+}
+
+static __always_inline __u16 be16_at(const __u8 *b, __u32 off)
+{
+	return (__u16)b[off] << 8 | b[off + 1];
+}
+
+/* Orders the two endpoints so both directions give the same key. */
+static __always_inline void set_endpoints(struct flow_key *k, const __u32 *a, const __u32 *b,
+					  __u16 pa, __u16 pb, int words)
+{
+	int a_first = 1;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i >= words)
+			break;
+		if (a[i] != b[i]) {
+			a_first = bpf_ntohl(a[i]) < bpf_ntohl(b[i]);
+			goto decided;
+		}
+	}
+	a_first = pa <= pb;
+decided:
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i >= words)
+			break;
+		k->lo_addr[i] = a_first ? a[i] : b[i];
+		k->hi_addr[i] = a_first ? b[i] : a[i];
+	}
+	k->lo_port = a_first ? pa : pb;
+	k->hi_port = a_first ? pb : pa;
+}
+
+/* Reports whether this packet is past the flow's cutoff, counting it. */
+static __always_inline int past_cutoff(struct flow_key *k, __u32 len)
+{
+	struct flow_val *v = bpf_map_lookup_elem(&flows, k);
+	if (!v) {
+		struct flow_val first = {.packets = 1, .bytes = len};
+		if (bpf_map_update_elem(&flows, k, &first, BPF_NOEXIST) == 0)
+			return 0; /* the first packet of a flow is always kept */
+		v = bpf_map_lookup_elem(&flows, k);
+		if (!v)
+			return 0;
+	}
+	/* Long flows stop paying for atomics once they are past the cutoff. */
+	if (cutoff_packets && v->packets >= cutoff_packets)
+		return 1;
+	if (cutoff_bytes && v->bytes >= cutoff_bytes)
+		return 1;
+	__u64 pkts = __sync_fetch_and_add(&v->packets, 1) + 1;
+	__u64 before = __sync_fetch_and_add(&v->bytes, len);
+	if (cutoff_packets && pkts > cutoff_packets)
+		return 1;
+	/* A packet is kept while the flow carried fewer than cutoff_bytes before it. */
+	if (cutoff_bytes && before >= cutoff_bytes)
+		return 1;
+	return 0;
+}
+
+SEC("socket")
+int prefilter(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct stats *st = bpf_map_lookup_elem(&stats_map, &zero);
+	struct scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!st || !sc)
+		return 0;
+
+	__u32 len = skb->len;
+	__u32 n = len < CACHE_LEN ? len : CACHE_LEN;
+	sc->len = 0;
+	if (n > 0 && bpf_skb_load_bytes(skb, 0, sc->buf, n) == 0)
+		sc->len = n;
+	n = sc->len;
+	const __u8 *b = sc->buf;
+
+	count(&st->all, len);
+
+	/* skb->protocol is the ethertype after any VLAN tag the NIC or the
+	 * stack stripped; tags still in the data are skipped here. */
+	__u16 proto = bpf_ntohs(skb->protocol);
+	__u32 nh = l2_len;
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		if (nh + 4 > n || nh + 4 > CACHE_LEN) {
+			proto = 0;
+			break;
+		}
+		proto = be16_at(b, nh + 2);
+		nh += 4;
+	}
+
+	int l3 = L3_OTHER, l4 = L4_OTHER;
+	int ipproto = -1;     /* -1: unknown */
+	__u32 th = 0;         /* transport header offset, valid when has_th */
+	int has_th = 0;       /* first fragment, header offset known */
+	struct flow_key key = {};
+	int has_key = 0;
+
+	if (proto == ETH_P_IP) {
+		l3 = L3_IPV4;
+		if (nh + 20 <= n && nh + 20 <= CACHE_LEN) {
+			__u32 ihl = (b[nh] & 0xf) * 4;
+			ipproto = b[nh + 9];
+			int first = (be16_at(b, nh + 6) & 0x1fff) == 0;
+			if (ihl >= 20 && first) {
+				th = nh + ihl;
+				has_th = 1;
+			}
+			if (cutoff_packets || cutoff_bytes) {
+				__u32 a[4] = {}, d[4] = {};
+				__builtin_memcpy(&a[0], b + nh + 12, 4);
+				__builtin_memcpy(&d[0], b + nh + 16, 4);
+				__u16 sp = 0, dp = 0;
+				if (has_th && (ipproto == IPPROTO_TCP || ipproto == IPPROTO_UDP ||
+					       ipproto == IPPROTO_SCTP || ipproto == IPPROTO_UDPLITE) &&
+				    th + 4 <= n && th + 4 <= CACHE_LEN) {
+					sp = be16_at(b, th);
+					dp = be16_at(b, th + 2);
+				}
+				set_endpoints(&key, a, d, sp, dp, 1);
+				key.proto = ipproto;
+				key.family = 4;
+				has_key = 1;
+			}
+		} else if (nh + 10 <= n && nh + 10 <= CACHE_LEN) {
+			ipproto = b[nh + 9];
+		}
+	} else if (proto == ETH_P_IPV6) {
+		l3 = L3_IPV6;
+		if (nh + 40 <= n && nh + 40 <= CACHE_LEN) {
+			__u32 off = nh + 40;
+			int nxt = b[nh + 6];
+			int first = 1;
+#pragma unroll
+			for (int i = 0; i < MAX_IPV6_EXT; i++) {
+				if (nxt != IPPROTO_HOPOPTS && nxt != IPPROTO_ROUTING &&
+				    nxt != IPPROTO_DSTOPTS && nxt != IPPROTO_FRAGMENT && nxt != IPPROTO_AH)
+					break;
+				if (off + 8 > n || off + 8 > CACHE_LEN) {
+					nxt = -1;
+					break;
+				}
+				int cur = nxt;
+				nxt = b[off];
+				if (cur == IPPROTO_FRAGMENT) {
+					if (be16_at(b, off + 2) & 0xfff8)
+						first = 0;
+					off += 8;
+				} else if (cur == IPPROTO_AH) {
+					off += ((__u32)b[off + 1] + 2) * 4;
+				} else {
+					off += ((__u32)b[off + 1] + 1) * 8;
+				}
+			}
+			if (nxt == IPPROTO_HOPOPTS || nxt == IPPROTO_ROUTING || nxt == IPPROTO_DSTOPTS ||
+			    nxt == IPPROTO_FRAGMENT || nxt == IPPROTO_AH)
+				nxt = -1; /* more extension headers than we walk */
+			ipproto = nxt;
+			if (nxt >= 0 && first) {
+				th = off;
+				has_th = 1;
+			}
+			if (cutoff_packets || cutoff_bytes) {
+				__u32 a[4], d[4];
+				__builtin_memcpy(a, b + nh + 8, 16);
+				__builtin_memcpy(d, b + nh + 24, 16);
+				__u16 sp = 0, dp = 0;
+				if (has_th && (ipproto == IPPROTO_TCP || ipproto == IPPROTO_UDP ||
+					       ipproto == IPPROTO_SCTP || ipproto == IPPROTO_UDPLITE) &&
+				    th + 4 <= n && th + 4 <= CACHE_LEN) {
+					sp = be16_at(b, th);
+					dp = be16_at(b, th + 2);
+				}
+				set_endpoints(&key, a, d, sp, dp, 4);
+				key.proto = ipproto < 0 ? 255 : ipproto;
+				key.family = 6;
+				has_key = 1;
+			}
+		} else if (nh + 7 <= n && nh + 7 <= CACHE_LEN) {
+			int nxt = b[nh + 6];
+			if (nxt == IPPROTO_TCP || nxt == IPPROTO_UDP || nxt == IPPROTO_ICMPV6)
+				ipproto = nxt;
+		}
+	} else if (proto == ETH_P_ARP) {
+		l3 = L3_ARP;
+	}
+
+	if (ipproto == IPPROTO_TCP) {
+		l4 = L4_TCP;
+		if (has_th && th + 14 <= n && th + 14 <= CACHE_LEN) {
+			__u8 flags = b[th + 13];
+			if (flags & 0x02)
+				count(&st->syn, len);
+			if (flags & 0x04)
+				count(&st->rst, len);
+			if (flags & 0x01)
+				count(&st->fin, len);
+		}
+	} else if (ipproto == IPPROTO_UDP) {
+		l4 = L4_UDP;
+	} else if (ipproto == IPPROTO_ICMP || ipproto == IPPROTO_ICMPV6) {
+		l4 = L4_ICMP;
+	}
+	count(&st->l3[l3], len);
+	count(&st->l4[l4], len);
+
+	__u32 verdict = 0xffffffff;
+	if (has_filter)
+		verdict = user_filter(skb, sc);
+	if (verdict == 0) {
+		count(&st->filtered_out, len);
+		return 0;
+	}
+	if ((cutoff_packets || cutoff_bytes) && has_key && past_cutoff(&key, len)) {
+		count(&st->cut_off, len);
+		return 0;
+	}
+	if (sample > 1 && ((__u64)bpf_get_prandom_u32() * sample) >> 32 != 0) {
+		count(&st->sampled_out, len);
+		return 0;
+	}
+	return verdict < snaplen ? verdict : snaplen;
+}
