@@ -7,6 +7,8 @@ func (g *gen) relation(n *relNode) *bnode {
 	a1, c1 := g.arth(n.a1)
 	var b *bnode
 	switch {
+	case g.faithful:
+		b = &bnode{kind: bTest, t: &btest{v: a0, jop: n.op, x: a1, rel: true}}
 	case a0.kind == axConst && a1.kind == axConst && g.opt:
 		if cmpConst(a0.k, n.op, a1.k) {
 			b = btrue
@@ -19,9 +21,9 @@ func (g *gen) relation(n *relNode) *bnode {
 		b = &bnode{kind: bTest, t: &btest{v: a0, jop: n.op, x: a1}}
 	}
 	if n.reversed {
-		b = not(b)
+		b = g.not(b)
 	}
-	return and(and(c0, c1), b)
+	return g.and(g.and(c0, c1), b)
 }
 
 // canonTest builds "v op k" in the form libpcap's peephole optimizer leaves
@@ -35,7 +37,7 @@ func (g *gen) canonTest(v *ax, op uint16, k uint32) *bnode {
 		v = v.l
 	}
 	if k == 0 && v.kind == axBin && v.op == aluAND && v.r.kind == axConst {
-		return not(test(v.l, jmpJSET, v.r.k))
+		return g.not(test(v.l, jmpJSET, v.r.k))
 	}
 	return test(v, op, k)
 }
@@ -73,9 +75,11 @@ func (g *gen) arth(a *arth) (*ax, *bnode) {
 		if a.op == aluMOD && firstIsZero(a.r) {
 			g.fail(a.tok.pos, "modulus by zero")
 		}
+		// libpcap's gen_arth keeps only the left operand's protocol
+		// checks: "ip[0] - tcp[1] = 0" loads tcp[1] on any IPv4 packet.
 		l, cl := g.arth(a.l)
-		r, cr := g.arth(a.r)
-		return g.fold(a, l, r), and(cl, cr)
+		r, _ := g.arth(a.r)
+		return g.fold(a, l, r), cl
 	case arLoad:
 		return g.loadArth(a)
 	}
@@ -137,13 +141,13 @@ func (g *gen) loadArth(a *arth) (*ax, *bnode) {
 		}
 		return indexed(0), checks
 	case qIP, qARP, qRARP, qIP6:
-		return indexed(uint32(g.offLinkPL)), and(checks, g.protoAbbrev(a.pname, pos))
+		return indexed(uint32(g.offLinkPL)), g.and(checks, g.protoAbbrev(a.pname, pos))
 	case qTCP, qUDP, qSCTP, qICMP:
 		v := &ax{kind: axTran4, size: a.size, msh: uint32(g.offLinkPL), k: uint32(g.offLinkPL), l: idx}
-		c := and(g.protoAbbrev(qIP, pos), and(checks, and(g.protoAbbrev(a.pname, pos), g.ipfrag())))
+		c := g.and(g.protoAbbrev(qIP, pos), g.and(checks, g.and(g.protoAbbrev(a.pname, pos), g.ipfrag())))
 		return v, c
 	case qICMP6:
-		c := and(and(checks, g.protoAbbrev(qIP6, pos)), g.cmp(orLinkPL, 6, 1, 58))
+		c := g.and(g.and(checks, g.protoAbbrev(qIP6, pos)), g.cmp(orLinkPL, 6, 1, 58))
 		return indexed(uint32(g.offLinkPL + 40)), c
 	}
 	g.fail(pos, "%s[] is not supported", a.tok.raw)

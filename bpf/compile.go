@@ -76,30 +76,43 @@ func compile(expr string, lt LinkType, snaplen int, opt bool) (prog Program, err
 	if perr != nil {
 		return nil, &SyntaxError{Expr: expr, Pos: perr.pos, Msg: perr.msg}
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			switch e := r.(type) {
+			case genErr:
+				prog, err = nil, &SyntaxError{Expr: expr, Pos: e.pos, Msg: e.msg}
+			case optErr:
+				prog, err = nil, &SyntaxError{Expr: expr, Pos: 0, Msg: e.msg}
+			default:
+				panic(r)
+			}
+		}
+	}()
 	root := btrue
 	if ast != nil {
-		defer func() {
-			if r := recover(); r != nil {
-				ge, ok := r.(genErr)
-				if !ok {
-					panic(r)
-				}
-				prog, err = nil, &SyntaxError{Expr: expr, Pos: ge.pos, Msg: ge.msg}
-			}
-		}()
+		// With opt, this pass only finds the errors libpcap's optimizer
+		// reports, with their positions; the program comes from the
+		// faithful tree below.
+		g0 := *g
 		root = g.node(ast)
+		g = &g0
 	}
-	c := &cfg{}
-	accept := &block{ret: uint32(snaplen)}
-	reject := &block{ret: 0}
-	entry := c.build(root, accept, reject)
-	if opt {
-		entry = optimize(entry)
-		if entry == reject {
+	if !opt {
+		c := &cfg{}
+		entry := c.build(root, &block{ret: uint32(snaplen)}, &block{ret: 0})
+		prog, err = emit(entry)
+	} else {
+		entry := retBlock(uint32(snaplen))
+		if ast != nil {
+			g.opt, g.faithful = false, true
+			l := &lowerer{}
+			entry = optimizeBlocks(l.build(g.node(ast), entry, retBlock(0)))
+		}
+		if entry.s.code == clsRET|retK && entry.s.k == 0 {
 			return nil, &SyntaxError{Expr: expr, Pos: 0, Msg: "expression rejects all packets"}
 		}
+		prog, err = toProgram(entry)
 	}
-	prog, err = emit(entry)
 	if err != nil {
 		return nil, &SyntaxError{Expr: expr, Pos: 0, Msg: err.Error()}
 	}

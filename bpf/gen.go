@@ -31,7 +31,8 @@ type btest struct {
 	v   *ax
 	jop uint16
 	k   uint32
-	x   *ax // if set, compare against this value instead of k
+	x   *ax  // if set, compare against this value instead of k
+	rel bool // a relation: v and x are computed as gen_relation does
 }
 
 // ax is a value computed into A.
@@ -92,10 +93,12 @@ func cnst(k uint32) *ax { return &ax{kind: axConst, k: k} }
 
 func and(a, b *bnode) *bnode {
 	switch {
-	case a == nil || a.kind == bTrue:
+	case a == nil:
 		return b
 	case b == nil || b.kind == bTrue:
 		return a
+	case a.kind == bTrue:
+		return b
 	case a.kind == bFalse:
 		return bfalse
 	}
@@ -145,6 +148,37 @@ type gen struct {
 	offLinkPL   int
 	opt         bool
 	expr        string
+	// faithful keeps the tree as libpcap's gencode builds it, for the
+	// optimizer port: no constant folding, constants as blocks of their own
+	// (gen_true/gen_false), relations as relations.
+	faithful bool
+}
+
+func (g *gen) and(a, b *bnode) *bnode {
+	if !g.faithful {
+		return and(a, b)
+	}
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return &bnode{kind: bAnd, l: a, r: b}
+}
+
+func (g *gen) or(a, b *bnode) *bnode {
+	if !g.faithful {
+		return or(a, b)
+	}
+	return &bnode{kind: bOr, l: a, r: b}
+}
+
+func (g *gen) not(a *bnode) *bnode {
+	if !g.faithful {
+		return not(a)
+	}
+	return &bnode{kind: bNot, l: a}
 }
 
 type genErr struct {
@@ -202,7 +236,7 @@ func (g *gen) ncmp(rel int, off, size, mask uint32, jop uint16, reverse bool, v 
 		b = test(val, jop, v)
 	}
 	if reverse {
-		b = not(b)
+		b = g.not(b)
 	}
 	return b
 }
@@ -251,17 +285,17 @@ func (g *gen) linktype(proto uint32, pos int) *bnode {
 			g.fail(pos, "IPX and AppleTalk link-layer types are not supported")
 		case 0x06, 0xfe, 0xf0: // LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI
 			if g.lt == LinkEthernet {
-				return and(not(g.ncmp(orLinkType, 0, 2, 0xffffffff, jmpJGT, false, etherMTU)),
+				return g.and(g.not(g.ncmp(orLinkType, 0, 2, 0xffffffff, jmpJGT, false, etherMTU)),
 					g.cmp(orLinkPL, 0, 2, proto<<8|proto))
 			}
-			return and(g.cmp(orLinkType, 0, 2, 4), g.cmp(orLinkPL, 0, 2, proto<<8|proto))
+			return g.and(g.cmp(orLinkType, 0, 2, 4), g.cmp(orLinkPL, 0, 2, proto<<8|proto))
 		}
 		if proto <= etherMTU {
 			if g.lt == LinkEthernet {
-				return and(not(g.ncmp(orLinkType, 0, 2, 0xffffffff, jmpJGT, false, etherMTU)),
+				return g.and(g.not(g.ncmp(orLinkType, 0, 2, 0xffffffff, jmpJGT, false, etherMTU)),
 					g.cmp(orLinkType, 2, 1, proto))
 			}
-			return and(g.cmp(orLinkType, 0, 2, 4), g.cmp(orLinkHdr, uint32(g.offLinkPL), 1, proto))
+			return g.and(g.cmp(orLinkType, 0, 2, 4), g.cmp(orLinkHdr, uint32(g.offLinkPL), 1, proto))
 		}
 		return g.cmp(orLinkType, 0, 2, proto)
 	case LinkRaw, LinkRawAlt12, LinkRawAlt14:
@@ -287,7 +321,7 @@ func (g *gen) linktype(proto uint32, pos int) *bnode {
 		case etherTypeIP:
 			return g.loopback(2)
 		case etherTypeIPv6:
-			return or(g.loopback(30), or(g.loopback(24), g.loopback(28)))
+			return g.or(g.loopback(30), g.or(g.loopback(24), g.loopback(28)))
 		}
 		return bfalse
 	}
@@ -342,15 +376,15 @@ func (g *gen) proto(v uint32, pq, dir int, pos int) *bnode {
 	}
 	switch pq {
 	case qDefault:
-		return or(g.proto(v, qIP, dir, pos), g.proto(v, qIP6, dir, pos))
+		return g.or(g.proto(v, qIP, dir, pos), g.proto(v, qIP6, dir, pos))
 	case qLink:
 		return g.linktype(v, pos)
 	case qIP:
-		return and(g.linktype(etherTypeIP, pos), g.cmp(orLinkPL, 9, 1, v))
+		return g.and(g.linktype(etherTypeIP, pos), g.cmp(orLinkPL, 9, 1, v))
 	case qIP6:
 		// Also look behind a fragment header, as libpcap does.
-		return and(g.linktype(etherTypeIPv6, pos),
-			or(g.cmp(orLinkPL, 6, 1, v), and(g.cmp(orLinkPL, 6, 1, 44), g.cmp(orLinkPL, 40, 1, v))))
+		return g.and(g.linktype(etherTypeIPv6, pos),
+			g.or(g.cmp(orLinkPL, 6, 1, v), g.and(g.cmp(orLinkPL, 6, 1, 44), g.cmp(orLinkPL, 40, 1, v))))
 	case qARP, qRARP:
 		g.fail(pos, "%s does not encapsulate another protocol", pnameWords[pq])
 	}
@@ -361,7 +395,7 @@ func (g *gen) proto(v uint32, pq, dir int, pos int) *bnode {
 func (g *gen) host(addr, mask uint32, pq, dir int, pos int) *bnode {
 	switch pq {
 	case qDefault:
-		return or(or(g.host(addr, mask, qIP, dir, pos), g.host(addr, mask, qARP, dir, pos)),
+		return g.or(g.or(g.host(addr, mask, qIP, dir, pos), g.host(addr, mask, qARP, dir, pos)),
 			g.host(addr, mask, qRARP, dir, pos))
 	case qIP:
 		return g.hostop(addr, mask, dir, etherTypeIP, 12, 16, pos)
@@ -379,15 +413,15 @@ func (g *gen) host(addr, mask uint32, pq, dir int, pos int) *bnode {
 func (g *gen) hostop(addr, mask uint32, dir int, ll uint32, soff, doff uint32, pos int) *bnode {
 	switch dir {
 	case qAnd:
-		return and(g.hostop(addr, mask, qSrc, ll, soff, doff, pos), g.hostop(addr, mask, qDst, ll, soff, doff, pos))
+		return g.and(g.hostop(addr, mask, qSrc, ll, soff, doff, pos), g.hostop(addr, mask, qDst, ll, soff, doff, pos))
 	case qDefault, qOr:
-		return or(g.hostop(addr, mask, qSrc, ll, soff, doff, pos), g.hostop(addr, mask, qDst, ll, soff, doff, pos))
+		return g.or(g.hostop(addr, mask, qSrc, ll, soff, doff, pos), g.hostop(addr, mask, qDst, ll, soff, doff, pos))
 	}
 	off := soff
 	if dir == qDst {
 		off = doff
 	}
-	return and(g.linktype(ll, pos), g.mcmp(orLinkPL, off, 4, addr, mask))
+	return g.and(g.linktype(ll, pos), g.mcmp(orLinkPL, off, 4, addr, mask))
 }
 
 func (g *gen) host6(addr, mask [16]byte, pq, dir int, pos int) *bnode {
@@ -404,25 +438,25 @@ func (g *gen) host6(addr, mask [16]byte, pq, dir int, pos int) *bnode {
 func (g *gen) hostop6(addr, mask [16]byte, dir int, pos int) *bnode {
 	switch dir {
 	case qAnd:
-		return and(g.hostop6(addr, mask, qSrc, pos), g.hostop6(addr, mask, qDst, pos))
+		return g.and(g.hostop6(addr, mask, qSrc, pos), g.hostop6(addr, mask, qDst, pos))
 	case qDefault, qOr:
-		return or(g.hostop6(addr, mask, qSrc, pos), g.hostop6(addr, mask, qDst, pos))
+		return g.or(g.hostop6(addr, mask, qSrc, pos), g.hostop6(addr, mask, qDst, pos))
 	}
 	off := uint32(8)
 	if dir == qDst {
 		off = 24
 	}
-	b := btrue
+	var b *bnode
 	for i := 3; i >= 0; i-- {
 		w := binary.BigEndian.Uint32(addr[4*i:])
 		m := binary.BigEndian.Uint32(mask[4*i:])
-		b = and(g.mcmp(orLinkPL, off+uint32(4*i), 4, w, m), b)
+		b = g.and(g.mcmp(orLinkPL, off+uint32(4*i), 4, w, m), b)
 	}
-	return and(g.linktype(etherTypeIPv6, pos), b)
+	return g.and(g.linktype(etherTypeIPv6, pos), b)
 }
 
 func (g *gen) ipfrag() *bnode {
-	return not(test(g.load(orLinkPL, 6, 2), jmpJSET, 0x1fff))
+	return g.not(test(g.load(orLinkPL, 6, 2), jmpJSET, 0x1fff))
 }
 
 // ports mirrors gen_port/gen_port6 and gen_portrange/gen_portrange6: IPv6
@@ -430,7 +464,7 @@ func (g *gen) ipfrag() *bnode {
 func (g *gen) ports(lo, hi uint32, ipproto int, dir int, pos int) *bnode {
 	v6 := g.portsFamily(lo, hi, ipproto, dir, true, pos)
 	v4 := g.portsFamily(lo, hi, ipproto, dir, false, pos)
-	return or(v6, v4)
+	return g.or(v6, v4)
 }
 
 func (g *gen) portsFamily(lo, hi uint32, ipproto int, dir int, v6 bool, pos int) *bnode {
@@ -441,11 +475,11 @@ func (g *gen) portsFamily(lo, hi uint32, ipproto int, dir int, v6 bool, pos int)
 	b0 := g.linktype(ll, pos)
 	var b1 *bnode
 	if ipproto < 0 {
-		b1 = or(g.portop(lo, hi, 132, dir, v6), or(g.portop(lo, hi, 6, dir, v6), g.portop(lo, hi, 17, dir, v6)))
+		b1 = g.or(g.portop(lo, hi, 132, dir, v6), g.or(g.portop(lo, hi, 6, dir, v6), g.portop(lo, hi, 17, dir, v6)))
 	} else {
 		b1 = g.portop(lo, hi, uint32(ipproto), dir, v6)
 	}
-	return and(b0, b1)
+	return g.and(b0, b1)
 }
 
 func (g *gen) portop(lo, hi, proto uint32, dir int, v6 bool) *bnode {
@@ -455,13 +489,13 @@ func (g *gen) portop(lo, hi, proto uint32, dir int, v6 bool) *bnode {
 		b0 = g.cmp(orLinkPL, 6, 1, proto)
 		rel = orTran6
 	} else {
-		b0 = and(g.cmp(orLinkPL, 9, 1, proto), g.ipfrag())
+		b0 = g.and(g.cmp(orLinkPL, 9, 1, proto), g.ipfrag())
 	}
 	atom := func(off uint32) *bnode {
 		if lo == hi {
 			return g.cmp(rel, off, 2, lo)
 		}
-		return and(g.ncmp(rel, off, 2, 0xffffffff, jmpJGE, false, lo), g.ncmp(rel, off, 2, 0xffffffff, jmpJGT, true, hi))
+		return g.and(g.ncmp(rel, off, 2, 0xffffffff, jmpJGE, false, lo), g.ncmp(rel, off, 2, 0xffffffff, jmpJGT, true, hi))
 	}
 	var b1 *bnode
 	switch dir {
@@ -470,11 +504,11 @@ func (g *gen) portop(lo, hi, proto uint32, dir int, v6 bool) *bnode {
 	case qDst:
 		b1 = atom(2)
 	case qAnd:
-		b1 = and(atom(0), atom(2))
+		b1 = g.and(atom(0), atom(2))
 	default:
-		b1 = or(atom(0), atom(2))
+		b1 = g.or(atom(0), atom(2))
 	}
-	return and(b0, b1)
+	return g.and(b0, b1)
 }
 
 func (g *gen) portProto(pq int, pos int, what string) int {
@@ -679,7 +713,7 @@ func etherAton(s string) [6]byte {
 }
 
 func (g *gen) bcmp(off uint32, e [6]byte) *bnode {
-	return and(g.cmp(orLinkHdr, off+2, 4, binary.BigEndian.Uint32(e[2:])), g.cmp(orLinkHdr, off, 2, uint32(binary.BigEndian.Uint16(e[:2]))))
+	return g.and(g.cmp(orLinkHdr, off+2, 4, binary.BigEndian.Uint32(e[2:])), g.cmp(orLinkHdr, off, 2, uint32(binary.BigEndian.Uint16(e[:2]))))
 }
 
 func (g *gen) ehostop(e [6]byte, dir int, pos int) *bnode {
@@ -689,9 +723,9 @@ func (g *gen) ehostop(e [6]byte, dir int, pos int) *bnode {
 	case qDst:
 		return g.bcmp(0, e)
 	case qAnd:
-		return and(g.bcmp(6, e), g.bcmp(0, e))
+		return g.and(g.bcmp(6, e), g.bcmp(0, e))
 	case qDefault, qOr:
-		return or(g.bcmp(6, e), g.bcmp(0, e))
+		return g.or(g.bcmp(6, e), g.bcmp(0, e))
 	}
 	g.fail(pos, "bad direction for ethernet address")
 	return nil
@@ -756,9 +790,9 @@ func (g *gen) cast(n *castNode) *bnode {
 			}
 			g.fail(pos, "link-layer multicast is not supported on link type %d", g.lt)
 		case qIP:
-			return and(g.linktype(etherTypeIP, pos), g.ncmp(orLinkPL, 16, 1, 0xffffffff, jmpJGE, false, 224))
+			return g.and(g.linktype(etherTypeIP, pos), g.ncmp(orLinkPL, 16, 1, 0xffffffff, jmpJGE, false, 224))
 		case qIP6:
-			return and(g.linktype(etherTypeIPv6, pos), g.cmp(orLinkPL, 24, 1, 255))
+			return g.and(g.linktype(etherTypeIPv6, pos), g.cmp(orLinkPL, 24, 1, 255))
 		}
 		g.fail(pos, "multicast is not defined for %s", pnameWords[n.pname])
 	}
@@ -779,12 +813,12 @@ func (g *gen) vlan(n *vlanNode) *bnode {
 	if g.lt != LinkEthernet {
 		g.fail(n.tok.pos, "no VLAN support for link type %d", g.lt)
 	}
-	b := or(or(g.linktype(etherType8021Q, n.tok.pos), g.linktype(etherType8021AD, n.tok.pos)), g.linktype(etherTypeQinQ, n.tok.pos))
+	b := g.or(g.or(g.linktype(etherType8021Q, n.tok.pos), g.linktype(etherType8021AD, n.tok.pos)), g.linktype(etherTypeQinQ, n.tok.pos))
 	if n.has {
 		if n.n > 0x0fff {
 			g.fail(n.tok.pos, "VLAN tag %d greater than maximum 4095", n.n)
 		}
-		b = and(b, g.mcmp(orLinkPL, 0, 2, n.n, 0x0fff))
+		b = g.and(b, g.mcmp(orLinkPL, 0, 2, n.n, 0x0fff))
 	}
 	// Later tests look behind the tag, as in libpcap.
 	g.offLinkPL += 4
@@ -797,12 +831,12 @@ func (g *gen) node(n node) *bnode {
 	switch n := n.(type) {
 	case *andNode:
 		l := g.node(n.l)
-		return and(l, g.node(n.r))
+		return g.and(l, g.node(n.r))
 	case *orNode:
 		l := g.node(n.l)
-		return or(l, g.node(n.r))
+		return g.or(l, g.node(n.r))
 	case *notNode:
-		return not(g.node(n.x))
+		return g.not(g.node(n.x))
 	case *primNode:
 		return g.prim(n)
 	case *abbrevNode:
@@ -813,7 +847,7 @@ func (g *gen) node(n node) *bnode {
 		return g.cast(n)
 	case *lenNode:
 		if n.less {
-			return not(test(&ax{kind: axLen}, jmpJGT, n.n))
+			return g.not(test(&ax{kind: axLen}, jmpJGT, n.n))
 		}
 		return test(&ax{kind: axLen}, jmpJGE, n.n)
 	case *vlanNode:
