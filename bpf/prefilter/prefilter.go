@@ -1,0 +1,358 @@
+// Package prefilter is sonde's eBPF socket filter (--prefilter ebpf): one
+// BPF_PROG_TYPE_SOCKET_FILTER program per interface, attached with
+// SO_ATTACH_BPF to each of its capture sockets in place of the classic filter.
+//
+// Packets enter from the kernel: for each one a socket sees, the program counts
+// it by class before any filtering, runs the user's filter (a classic BPF
+// program translated to eBPF here, see translate.go), optionally keeps only
+// the first packets or bytes of each flow and samples 1 in N of what passed,
+// and returns the number of bytes to keep, so the kernel truncates before it
+// copies. Counters leave through Stats, read from per-CPU maps at scrape time.
+//
+// The C half is prefilter.c; `go generate` rebuilds prefilter_bpfel.{go,o}
+// (needs clang, llvm and libbpf-dev), which are committed so that building
+// sonde needs no C toolchain.
+package prefilter
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// Config says what the prefilter does besides counting.
+type Config struct {
+	// Snaplen is the most bytes kept of each packet; 0 means 262144.
+	Snaplen uint32
+	// Filter is a classic BPF program returning 0 to reject a packet or the
+	// number of bytes to keep, as a compiled tcpdump expression does. nil
+	// accepts every packet.
+	Filter []unix.SockFilter
+	// FlowCutoffPackets and FlowCutoffBytes keep only the first packets, or
+	// the packets while fewer than that many bytes went before them, of each
+	// IPv4/IPv6 flow (both directions together); 0 turns either off. Non-IP
+	// packets are never cut off.
+	FlowCutoffPackets, FlowCutoffBytes uint64
+	// Sample keeps 1 in Sample of the packets that passed the filter and the
+	// cutoff, at random; 0 or 1 keeps all.
+	Sample uint32
+	// MaxFlows is how many flows the cutoff tracks before it forgets the
+	// least recently seen (whose later packets then count as a new flow);
+	// 0 means 65536.
+	MaxFlows uint32
+}
+
+const (
+	defaultSnaplen  = 262144
+	defaultMaxFlows = 65536
+)
+
+// Counter is a number of packets and their bytes (as the socket saw them,
+// before truncation).
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// L3Stats counts packets by network protocol. VLAN tags are looked through.
+type L3Stats struct {
+	IPv4, IPv6, ARP, Other Counter
+}
+
+// L4Stats counts packets by transport protocol. Other holds everything else,
+// non-IP packets and IP packets too short to name their protocol included, so
+// each of L3 and L4 adds up to everything seen. IPv6 extension headers are
+// walked up to four deep.
+type L4Stats struct {
+	TCP, UDP, ICMP, Other Counter // ICMP includes ICMPv6
+}
+
+// InterfaceStats are one interface's running totals over all its sockets and
+// CPUs.
+type InterfaceStats struct {
+	Interface string
+	// Packets and Bytes count everything the sockets saw, before filtering.
+	Packets, Bytes uint64
+	L3             L3Stats
+	L4             L4Stats
+	// TCP segments with SYN (SYN-ACK included), RST or FIN set.
+	TCPSyn, TCPRst, TCPFin Counter
+	// Why packets did not reach the ring: the filter rejected them, their
+	// flow was past the cutoff, or sampling left them out.
+	FilteredOut, FlowsCutOff, SampledOut Counter
+	// RunTime and RunCount are the kernel's statistics for the program,
+	// zero unless the kernel collects them (BPF_ENABLE_STATS).
+	RunTime  time.Duration
+	RunCount uint64
+}
+
+// Prefilter loads one program per interface on first Attach and keeps its maps
+// for Stats.
+type Prefilter struct {
+	cfg  Config
+	spec *ebpf.CollectionSpec // everything set but the link-layer header length
+
+	mu      sync.Mutex
+	ifaces  []*ifaceProg
+	statsOn io.Closer // keeps BPF_STATS_RUN_TIME on while we live; nil if refused
+	tried   bool      // stats enabling attempted
+}
+
+type ifaceProg struct {
+	name  string
+	l2len uint32
+	objs  prefilterObjects
+}
+
+// New checks cfg and prepares the program (translating the filter); it loads
+// nothing into the kernel.
+func New(cfg Config) (*Prefilter, error) {
+	if cfg.Snaplen == 0 {
+		cfg.Snaplen = defaultSnaplen
+	}
+	if cfg.MaxFlows == 0 {
+		cfg.MaxFlows = defaultMaxFlows
+	}
+	spec, err := newSpec(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Prefilter{cfg: cfg, spec: spec}, nil
+}
+
+// newSpec returns the collection with cfg's constants set and the filter
+// spliced in.
+func newSpec(cfg Config) (*ebpf.CollectionSpec, error) {
+	spec, err := loadPrefilter()
+	if err != nil {
+		return nil, fmt.Errorf("prefilter: parse embedded program: %w", err)
+	}
+	sample := cfg.Sample
+	if sample == 1 {
+		sample = 0
+	}
+	set := map[string]any{
+		"snaplen":        cfg.Snaplen,
+		"has_filter":     uint32(btoi(cfg.Filter != nil)),
+		"cutoff_packets": cfg.FlowCutoffPackets,
+		"cutoff_bytes":   cfg.FlowCutoffBytes,
+		"sample":         sample,
+	}
+	for name, v := range set {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("prefilter: set %s: %w", name, err)
+		}
+	}
+	spec.Maps["flows"].MaxEntries = cfg.MaxFlows
+	if cfg.Filter != nil {
+		body, err := translate(cfg.Filter)
+		if err != nil {
+			return nil, fmt.Errorf("prefilter: filter: %w", err)
+		}
+		prog := spec.Programs["prefilter"]
+		if prog.Instructions, err = splice(prog.Instructions, "user_filter", body); err != nil {
+			return nil, fmt.Errorf("prefilter: %w", err)
+		}
+	}
+	return spec, nil
+}
+
+// splice replaces the body of the function sym in insns.
+func splice(insns asm.Instructions, sym string, body asm.Instructions) (asm.Instructions, error) {
+	start := -1
+	for i, ins := range insns {
+		if ins.Symbol() == sym {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("function %s not found in the program", sym)
+	}
+	end := start + 1
+	for end < len(insns) && insns[end].Symbol() == "" {
+		end++
+	}
+	out := make(asm.Instructions, 0, len(insns)-(end-start)+len(body))
+	out = append(out, insns[:start]...)
+	out = append(out, body[0].WithMetadata(insns[start].Metadata))
+	out = append(out, body[1:]...)
+	return append(out, insns[end:]...), nil
+}
+
+// Attach implements capture.Filter: the first call for an interface loads
+// its program and maps; every call attaches the program to fd.
+func (p *Prefilter) Attach(iface string, fd int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ip, err := p.load(iface, fd)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_BPF, ip.objs.Prefilter.FD()); err != nil {
+		return fmt.Errorf("prefilter: attach to socket on %q: %w", iface, err)
+	}
+	return nil
+}
+
+func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
+	l2len, err := linkHeaderLen(fd)
+	if err != nil {
+		return nil, fmt.Errorf("prefilter: %q: %w", iface, err)
+	}
+	for _, ip := range p.ifaces {
+		if ip.name == iface {
+			if ip.l2len != l2len {
+				return nil, fmt.Errorf("prefilter: %q: sockets disagree on the link-layer header", iface)
+			}
+			return ip, nil
+		}
+	}
+	if !p.tried {
+		p.tried = true
+		// Run time statistics cost two clock reads per packet for every
+		// BPF program on the host while enabled; refusal just leaves them 0.
+		p.statsOn, _ = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	}
+	ip := &ifaceProg{name: iface, l2len: l2len}
+	if err := loadObjects(p.spec, l2len, &ip.objs); err != nil {
+		return nil, fmt.Errorf("prefilter: load for %q: %w", iface, err)
+	}
+	p.ifaces = append(p.ifaces, ip)
+	return ip, nil
+}
+
+func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects) error {
+	spec = spec.Copy()
+	if err := spec.Variables["l2_len"].Set(l2len); err != nil {
+		return err
+	}
+	err := spec.LoadAndAssign(objs, nil)
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("%w (verifier log tail: %v)", err, tail(ve.Log, 8))
+	}
+	return err
+}
+
+func tail(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// linkHeaderLen is where the network header starts in what the packet socket
+// fd sees, from the device type it is bound to (as capture maps it).
+func linkHeaderLen(fd int) (uint32, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("read the socket's bound address: %w", err)
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	if !ok {
+		return 0, fmt.Errorf("not a packet socket (bound address %T)", sa)
+	}
+	switch ll.Hatype {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return 14, nil
+	case unix.ARPHRD_NONE:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("link type ARPHRD %d is not supported (Ethernet, loopback and raw IP are)", ll.Hatype)
+}
+
+// Stats reads every interface's counters, summed over CPUs. An interface
+// whose maps cannot be read is reported with zeros rather than failing the
+// whole scrape.
+func (p *Prefilter) Stats() []InterfaceStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]InterfaceStats, 0, len(p.ifaces))
+	for _, ip := range p.ifaces {
+		st := InterfaceStats{Interface: ip.name}
+		var perCPU []prefilterStats
+		if err := ip.objs.StatsMap.Lookup(uint32(0), &perCPU); err == nil {
+			st.add(perCPU)
+		}
+		if ps, err := ip.objs.Prefilter.Stats(); err == nil {
+			st.RunTime, st.RunCount = ps.Runtime, ps.RunCount
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (st *InterfaceStats) add(perCPU []prefilterStats) {
+	add := func(c *Counter, v prefilterCounter) {
+		c.Packets += v.Packets
+		c.Bytes += v.Bytes
+	}
+	for _, s := range perCPU {
+		st.Packets += s.All.Packets
+		st.Bytes += s.All.Bytes
+		for i, c := range []*Counter{&st.L3.IPv4, &st.L3.IPv6, &st.L3.ARP, &st.L3.Other} {
+			add(c, s.L3[i])
+		}
+		for i, c := range []*Counter{&st.L4.TCP, &st.L4.UDP, &st.L4.ICMP, &st.L4.Other} {
+			add(c, s.L4[i])
+		}
+		add(&st.TCPSyn, s.Syn)
+		add(&st.TCPRst, s.Rst)
+		add(&st.TCPFin, s.Fin)
+		add(&st.FilteredOut, s.FilteredOut)
+		add(&st.FlowsCutOff, s.CutOff)
+		add(&st.SampledOut, s.SampledOut)
+	}
+}
+
+// Close releases the programs and maps. Sockets the program is attached to
+// keep it running until they close.
+func (p *Prefilter) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, ip := range p.ifaces {
+		errs = append(errs, ip.objs.Close())
+	}
+	p.ifaces = nil
+	if p.statsOn != nil {
+		errs = append(errs, p.statsOn.Close())
+		p.statsOn = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Supported reports whether this process can load the prefilter: nil if so,
+// otherwise an error saying why, for a one-line log before falling back to
+// the classic filter. It loads the real program (with a filter, so the
+// translated path is checked too) and unloads it.
+func Supported() error {
+	spec, err := newSpec(Config{
+		Snaplen: defaultSnaplen, MaxFlows: 1, FlowCutoffPackets: 1, Sample: 2,
+		Filter: []unix.SockFilter{{Code: 0x28, K: 12}, {Code: 0x06, K: 1}}, // ldh [12]; ret #1
+	})
+	if err != nil {
+		return err
+	}
+	var objs prefilterObjects
+	if err := loadObjects(spec, 14, &objs); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("eBPF prefilter unavailable: loading a socket filter needs CAP_BPF and CAP_PERFMON (or root): %w", err)
+		}
+		return fmt.Errorf("eBPF prefilter unavailable: %w", err)
+	}
+	return objs.Close()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,9 @@
+package prefilter
+
+import "testing"
+
+func TestSupported(t *testing.T) {
+	if err := Supported(); err != nil {
+		t.Fatal(err)
+	}
+}
