@@ -122,14 +122,23 @@ type Capture struct {
 	cfg    Config
 	log    *zap.Logger
 	ifaces []*iface
+	// netns is the network namespace the sockets were opened in, so that a
+	// re-created interface is reopened there; -1 if it could not be read.
+	netns int
 }
 
 type iface struct {
 	name     string
+	index    int // ifindex the sockets are bound to
 	linkType LinkType
 	workers  []*worker
 	state    atomic.Value // State
 	errMsg   atomic.Value // string
+	// gone is set by the worker that finds the interface deleted (or its
+	// name now on another device); every worker of the interface then stops
+	// and the supervisor reopens the sockets when the interface is back.
+	gone    atomic.Bool
+	reopens atomic.Uint64
 }
 
 // workerStats are written by the worker and read by scrapes.
@@ -159,7 +168,10 @@ func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (*Capture, e
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
-	c := &Capture{cfg: cfg, log: log}
+	c := &Capture{cfg: cfg, log: log, netns: -1}
+	if fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		c.netns = fd
+	}
 	if err := c.openAll(); err != nil {
 		c.closeAll()
 		return nil, err
@@ -201,48 +213,79 @@ func (c *Capture) openAll() error {
 	// The real filter goes on only once every worker of every interface has
 	// joined its group; until then the reject-all filter keeps the rings
 	// empty, and whatever was queued before it is drained first.
-	filter := cfg.Filter
-	if filter == nil {
-		filter = ClassicFilter{{Code: 0x06, K: uint32(cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
-	}
 	for _, ifc := range c.ifaces {
-		for _, w := range ifc.workers {
-			w.sock.drain()
-			if err := filter.Attach(ifc.name, w.sock.fd); err != nil {
-				return fmt.Errorf("interface %q: attach filter: %w", ifc.name, err)
-			}
+		socks := make([]*socket, len(ifc.workers))
+		for i, w := range ifc.workers {
+			socks[i] = w.sock
+		}
+		if err := c.attach(ifc.name, socks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attach drains each socket and installs the real filter on it.
+func (c *Capture) attach(name string, socks []*socket) error {
+	filter := c.cfg.Filter
+	if filter == nil {
+		filter = ClassicFilter{{Code: 0x06, K: uint32(c.cfg.Snaplen)}} // ret #snaplen: the kernel copies no more
+	}
+	for _, s := range socks {
+		s.drain()
+		if err := filter.Attach(name, s.fd); err != nil {
+			return fmt.Errorf("interface %q: attach filter: %w", name, err)
 		}
 	}
 	return nil
 }
 
 func (c *Capture) open(name string) (*iface, error) {
-	idx, err := interfaceIndex(name)
+	idx, socks, err := c.openSockets(name)
 	if err != nil {
 		return nil, err
 	}
-	ifc := &iface{name: name}
+	ifc := &iface{name: name, index: idx, linkType: socks[0].linkType}
 	ifc.state.Store(StateStarting)
 	ifc.errMsg.Store("")
-	var group uint16
-	for i := 0; i < c.cfg.Workers; i++ {
-		s, err := openSocket(idx, &c.cfg)
-		if err != nil {
-			closeWorkers(ifc.workers)
-			return nil, fmt.Errorf("interface %q: %w", name, err)
-		}
-		ifc.linkType = s.linkType
+	for i, s := range socks {
 		w := &worker{sock: s, iface: ifc, index: i, snaplen: c.cfg.Snaplen}
 		w.block = Block{Interface: name, Worker: i, LinkType: s.linkType}
 		ifc.workers = append(ifc.workers, w)
+	}
+	return ifc, nil
+}
+
+// openSockets opens Workers sockets on the interface now called name, all in
+// one new fanout group, still behind their reject-all filters.
+func (c *Capture) openSockets(name string) (int, []*socket, error) {
+	idx, err := interfaceIndex(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	var (
+		socks []*socket
+		group uint16
+	)
+	fail := func(err error) (int, []*socket, error) {
+		for _, s := range socks {
+			s.close()
+		}
+		return 0, nil, fmt.Errorf("interface %q: %w", name, err)
+	}
+	for i := 0; i < c.cfg.Workers; i++ {
+		s, err := openSocket(idx, &c.cfg)
+		if err != nil {
+			return fail(err)
+		}
+		socks = append(socks, s)
 		if c.cfg.Workers > 1 {
 			if group, err = s.joinFanout(group); err != nil {
-				closeWorkers(ifc.workers)
-				return nil, fmt.Errorf("interface %q: %w", name, err)
+				return fail(err)
 			}
 		}
 	}
-	return ifc, nil
+	return idx, socks, nil
 }
 
 func closeWorkers(ws []*worker) {
@@ -265,6 +308,10 @@ func (c *Capture) closeAll() {
 	for _, ifc := range c.ifaces {
 		closeWorkers(ifc.workers)
 	}
+	if c.netns >= 0 {
+		unix.Close(c.netns)
+		c.netns = -1
+	}
 }
 
 // Run reads every worker's ring until ctx is done, then stops the workers,
@@ -282,24 +329,25 @@ func (c *Capture) Run(ctx context.Context) error {
 		return fmt.Errorf("create stop eventfd: %w", err)
 	}
 	defer unix.Close(stop)
+	defer func() {
+		if c.netns >= 0 {
+			unix.Close(c.netns)
+			c.netns = -1
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, ifc := range c.ifaces {
 		ifc.state.Store(StateCapturing)
 		c.log.Info("capturing", zap.String("interface", ifc.name), zap.Int("workers", len(ifc.workers)),
 			zap.Uint32("link_type", uint32(ifc.linkType)))
-		for _, w := range ifc.workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if w.pcap != nil {
-					w.runPcap(ctx.Done(), c.cfg.BlockTimeout, c.log)
-					return
-				}
-				w.run(stop, c.cfg.BlockTimeout, c.log)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.supervise(ctx, ifc, stop)
+		}()
 	}
 	<-ctx.Done()
+	// The eventfd stays readable once written, so every worker sees it.
 	var one [8]byte
 	ne.PutUint64(one[:], 1)
 	_, _ = unix.Write(stop, one[:])
@@ -316,7 +364,7 @@ func (c *Capture) Interfaces() []InterfaceStatus {
 	for _, ifc := range c.ifaces {
 		st := InterfaceStatus{
 			Name: ifc.name, State: ifc.state.Load().(State), Workers: len(ifc.workers),
-			LinkType: ifc.linkType, Err: ifc.errMsg.Load().(string),
+			LinkType: ifc.linkType, Err: ifc.errMsg.Load().(string), Reopens: ifc.reopens.Load(),
 		}
 		for _, w := range ifc.workers {
 			st.Packets += w.stats.packets.Load()
@@ -333,37 +381,54 @@ func (c *Capture) Interfaces() []InterfaceStatus {
 const (
 	pollInterval  = 100 * time.Millisecond // longest a worker sleeps, so Idle runs on quiet links
 	statsInterval = pollInterval           // how often kernel counters are folded into totals
+	linkInterval  = time.Second            // how often the link is checked for a delete or rename
 )
 
-// run is the hot loop of one worker. It owns the socket: it is the only
-// reader of the ring and closes it on the way out.
-func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) {
+// run is the hot loop of one worker. It is the only reader of its ring and
+// returns after the stop signal (having read what the kernel had retired) or
+// when it finds the interface gone; the supervisor then closes or reopens.
+func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) (gone bool) {
 	runtime.LockOSThread() // poll(2) blocks this thread anyway; keep the ring walk cache-warm on it
 	defer runtime.UnlockOSThread()
 	log = log.With(zap.String("interface", w.iface.name), zap.Int("worker", w.index))
-	defer func() {
-		w.readStats(log)
-		w.shutdown()
-	}()
+	defer w.readStats(log)
 	fds := []unix.PollFd{{Fd: int32(w.sock.fd), Events: unix.POLLIN | unix.POLLERR}, {Fd: int32(stop), Events: unix.POLLIN}}
-	w.block.Packets = make([]Packet, 0, w.sock.blockSize/64)
+	if w.block.Packets == nil {
+		w.block.Packets = make([]Packet, 0, w.sock.blockSize/64)
+	}
 	var (
 		cur       int
 		lastIdle  = time.Now()
 		lastStats = lastIdle
+		lastLink  = lastIdle
 	)
+	// periodic runs at least every pollInterval: consumers' Idle, kernel
+	// counters, and once a second (or at once after POLLERR or while down)
+	// the link check, which also catches a rename. It reports the interface
+	// gone.
+	periodic := func(now time.Time, pollErr bool) bool {
+		lastIdle = now
+		w.idle(now)
+		if now.Sub(lastStats) >= statsInterval {
+			lastStats = now
+			w.readStats(log)
+		}
+		if w.iface.gone.Load() {
+			return true
+		}
+		if pollErr || w.iface.state.Load() == StateDown || now.Sub(lastLink) >= linkInterval {
+			lastLink = now
+			return w.checkLink(log, pollErr)
+		}
+		return false
+	}
 	for {
 		blk := w.sock.block(cur)
 		if blockReady(blk) {
 			w.consume(blk)
 			cur = (cur + 1) % w.sock.numBlocks
-			if now := time.Now(); now.Sub(lastIdle) >= pollInterval {
-				lastIdle = now
-				w.idle(now)
-				if now.Sub(lastStats) >= statsInterval {
-					lastStats = now
-					w.readStats(log)
-				}
+			if now := time.Now(); now.Sub(lastIdle) >= pollInterval && periodic(now, false) {
+				return true
 			}
 			continue
 		}
@@ -373,33 +438,46 @@ func (w *worker) run(stop int, blockTimeout time.Duration, log *zap.Logger) {
 			log.Error("poll failed; stopping this worker", zap.Error(err))
 			w.iface.state.Store(StateFailed)
 			w.iface.errMsg.Store(err.Error())
-			return
+			return false
 		}
 		if fds[1].Revents != 0 {
 			w.finish(cur, blockTimeout)
-			return
+			return false
 		}
-		if fds[0].Revents&unix.POLLERR != 0 {
-			if err := w.sock.pendingError(); err != nil {
-				if w.iface.state.Load() != StateDown {
-					log.Warn("interface is down; capture resumes when it comes back up", zap.Error(err))
-				}
-				w.iface.state.Store(StateDown)
-				w.iface.errMsg.Store(err.Error())
-				time.Sleep(pollInterval) // POLLERR stays set while down; don't spin
-			}
-		} else if w.iface.state.Load() == StateDown && fds[0].Revents&unix.POLLIN != 0 {
-			w.iface.state.Store(StateCapturing)
-			w.iface.errMsg.Store("")
+		pollErr := fds[0].Revents&unix.POLLERR != 0
+		if pollErr {
+			_ = w.sock.pendingError() // consumed so POLLERR clears; the link check says what happened
 		}
-		now := time.Now()
-		lastIdle = now
-		w.idle(now)
-		if now.Sub(lastStats) >= statsInterval {
-			lastStats = now
-			w.readStats(log)
+		if periodic(time.Now(), pollErr) {
+			return true
 		}
 	}
+}
+
+// checkLink looks at the interface behind the socket: gone (deleted, or its
+// name now on another device), down, or up again. It reports gone.
+func (w *worker) checkLink(log *zap.Logger, pollErr bool) bool {
+	switch exists, up := w.sock.link(w.iface.name, w.iface.index); {
+	case !exists:
+		if !w.iface.gone.Swap(true) {
+			log.Warn("interface deleted or renamed; capture resumes when an interface of that name is back")
+		}
+		return true
+	case !up:
+		if w.iface.state.Swap(StateDown) != StateDown {
+			log.Warn("interface is down; capture resumes when it comes back up")
+		}
+		w.iface.errMsg.Store("interface is down")
+		if pollErr {
+			time.Sleep(pollInterval) // POLLERR stays set while down; don't spin
+		}
+	default:
+		if w.iface.state.CompareAndSwap(StateDown, StateCapturing) {
+			w.iface.errMsg.Store("")
+			log.Info("interface is up again; capturing")
+		}
+	}
+	return false
 }
 
 // shutdown closes the worker's consumers, which must see Close exactly once

@@ -79,7 +79,6 @@ func (w *worker) runPcap(done <-chan struct{}, blockTimeout time.Duration, log *
 	defer func() {
 		w.flushPcap()
 		w.readPcapStats(log)
-		w.shutdown()
 	}()
 	w.block.Packets = make([]Packet, 0, cap(src.arena)/64)
 	var (

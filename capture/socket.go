@@ -220,3 +220,22 @@ func LinkTypeOf(iface string) (LinkType, error) {
 	}
 	return lt, nil
 }
+
+// link reports whether the interface called name in the socket's network
+// namespace is still the device with index idx, and whether it is up. The
+// ioctls answer in the socket's own namespace, whatever thread asks.
+func (s *socket) link(name string, idx int) (exists, up bool) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return false, false
+	}
+	if err := unix.IoctlIfreq(s.fd, unix.SIOCGIFINDEX, ifr); err != nil || int(ifr.Uint32()) != idx {
+		return false, false
+	}
+	ifr, _ = unix.NewIfreq(name)
+	if err := unix.IoctlIfreq(s.fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return true, false
+	}
+	flags := ifr.Uint16()
+	return true, flags&unix.IFF_UP != 0 && flags&unix.IFF_RUNNING != 0
+}

@@ -35,7 +35,10 @@ type InterfaceStatus struct {
 	State    State
 	Workers  int
 	LinkType LinkType
-	// Err is the reason for StateFailed.
+	// Err is the reason for StateFailed or StateDown.
 	Err string
+	// Reopens counts how often the interface was deleted and capture
+	// reopened it when it came back.
+	Reopens uint64
 	Stats
 }

@@ -10,8 +10,8 @@ import (
 type CaptureCollector struct {
 	src CaptureSource
 
-	packets, bytes, kernelPackets, kernelDrops, freezes *prometheus.Desc
-	up, workers                                         *prometheus.Desc
+	packets, bytes, kernelPackets, kernelDrops, freezes, reopens *prometheus.Desc
+	up, workers                                                  *prometheus.Desc
 }
 
 // NewCaptureCollector returns a collector reading src at scrape time.
@@ -26,6 +26,7 @@ func NewCaptureCollector(src CaptureSource) *CaptureCollector {
 		kernelPackets: d("kernel_packets_total", "Packets the kernel offered the capture sockets, including dropped ones (tp_packets)."),
 		kernelDrops:   d("kernel_drops_total", "Packets the kernel dropped because the capture ring was full (tp_drops)."),
 		freezes:       d("kernel_freezes_total", "Times the capture ring froze because no block was free (tp_freeze_q_cnt)."),
+		reopens:       d("reopens_total", "Times the interface was deleted or renamed and capture reopened it when it came back."),
 		up:            d("up", "1 if the interface is being captured, 0 otherwise."),
 		workers:       d("workers", "Capture worker sockets of the interface."),
 	}
@@ -33,7 +34,7 @@ func NewCaptureCollector(src CaptureSource) *CaptureCollector {
 
 // Describe implements prometheus.Collector.
 func (c *CaptureCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.kernelPackets, c.kernelDrops, c.freezes, c.up, c.workers} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.kernelPackets, c.kernelDrops, c.freezes, c.reopens, c.up, c.workers} {
 		ch <- d
 	}
 }
@@ -49,6 +50,7 @@ func (c *CaptureCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.kernelPackets, s.KernelPackets)
 		counter(c.kernelDrops, s.KernelDrops)
 		counter(c.freezes, s.Freezes)
+		counter(c.reopens, s.Reopens)
 		up := 0.0
 		if s.State == capture.StateCapturing {
 			up = 1

@@ -231,6 +231,7 @@ type InterfaceHealth struct {
 	Bytes       uint64 `json:"bytes"`
 	KernelDrops uint64 `json:"kernel_drops"`
 	UserDrops   uint64 `json:"user_drops"`
+	Reopens     uint64 `json:"reopens"`
 }
 
 // DiskHealth describes the data volume.
@@ -280,7 +281,7 @@ func (s *Server) healthReport() Health {
 		}
 		h.Interfaces = append(h.Interfaces, InterfaceHealth{
 			Name: i.Name, State: string(i.State), Workers: i.Workers, LinkType: linkTypeName(i.LinkType), Error: i.Err,
-			Packets: i.Packets, Bytes: i.Bytes, KernelDrops: i.KernelDrops, UserDrops: drops[i.Name],
+			Packets: i.Packets, Bytes: i.Bytes, KernelDrops: i.KernelDrops, UserDrops: drops[i.Name], Reopens: i.Reopens,
 		})
 	}
 	sort.Slice(h.Interfaces, func(a, b int) bool { return h.Interfaces[a].Name < h.Interfaces[b].Name })
