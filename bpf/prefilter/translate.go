@@ -14,37 +14,42 @@ import (
 // conversion (net/core/filter.c), which is what runs a classic filter today,
 // so verdicts are the same bit for bit:
 //
-//	A  -> R0 (LD_ABS/LD_IND write their result there, RET A is a plain exit)
+//	A  -> R0 (RET A is a plain exit)
 //	X  -> R7
 //	M[0..15] -> 4-byte stack slots
-//	R6 = skb (LD_ABS/LD_IND require it), R8 = sc, R9 = sc->len
+//	R6 = skb, R8 = sc, R9 = sc->len
 //
 // Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps). A
-// failed LD_ABS/LD_IND returns 0 from the subprogram, which rejects the packet
-// as it does in classic BPF; so does division or modulo by X == 0.
+// load beyond the packet returns 0 from the subprogram, which rejects the
+// packet as in classic BPF; so does division or modulo by X == 0. The eBPF
+// verifier refuses unreachable code, so unreachable classic instructions are
+// left out.
 //
 // Loads at offsets inside the first cacheLen bytes read the copy the C part
-// made of them (sc->buf) instead of calling the kernel's load helper; anything
-// else falls back to LD_ABS/LD_IND.
+// made of them (sc->buf); anything else calls bpf_skb_load_bytes.
 
 const (
-	cacheLen  = 128 // CACHE_LEN in prefilter.c
-	scLen     = 0   // offsetof(struct scratch, len)
-	scBuf     = 8   // offsetof(struct scratch, buf)
-	memBase   = -64 // M[k] lives at R10 + memBase + 4k
-	saveSlot  = -72 // A is kept here across the slow path of LDX MSH
-	maxInsns  = 4096
-	skfAdOff  = 0xfffff000 // SKF_AD_OFF as a uint32
-	skbLen    = 0          // offsetof(struct __sk_buff, len)
-	skbPkt    = 4          // pkt_type
-	skbMark   = 8          // mark
-	skbQueue  = 12         // queue_mapping
-	skbProto  = 16         // protocol
-	skbVlanP  = 20         // vlan_present
-	skbVlanT  = 24         // vlan_tci
-	skbVlanTP = 28         // vlan_proto
-	skbIfidx  = 40         // ifindex
-	skbHash   = 68         // hash
+	cacheLen                       = 128       // CACHE_LEN in prefilter.c
+	scLen                          = 0         // offsetof(struct scratch, len)
+	scBuf                          = 8         // offsetof(struct scratch, buf)
+	memBase                        = -64       // M[k] lives at R10 + memBase + 4k
+	saveSlot                       = -72       // A is kept here across the slow path of LDX MSH
+	loadSlot                       = -80       // bpf_skb_load_bytes writes here
+	skfNetOff                      = -0x100000 // SKF_NET_OFF
+	skfLLOff                       = -0x200000 // SKF_LL_OFF
+	bpfHdrStartMAC, bpfHdrStartNet = 0, 1
+	maxInsns                       = 4096
+	skfAdOff                       = 0xfffff000 // SKF_AD_OFF as a uint32
+	skbLen                         = 0          // offsetof(struct __sk_buff, len)
+	skbPkt                         = 4          // pkt_type
+	skbMark                        = 8          // mark
+	skbQueue                       = 12         // queue_mapping
+	skbProto                       = 16         // protocol
+	skbVlanP                       = 20         // vlan_present
+	skbVlanT                       = 24         // vlan_tci
+	skbVlanTP                      = 28         // vlan_proto
+	skbIfidx                       = 40         // ifindex
+	skbHash                        = 68         // hash
 )
 
 const (
@@ -140,12 +145,13 @@ func loadBE(b *block, size asm.Size) {
 // validate applies the kernel's checks for classic programs
 // (bpf_check_classic and check_load_and_stores), so that a program the kernel
 // would refuse as a classic filter is refused here too, with its position.
-func validate(prog []unix.SockFilter) error {
+// It returns which instructions are reachable.
+func validate(prog []unix.SockFilter) ([]bool, error) {
 	if len(prog) == 0 {
-		return errors.New("empty program")
+		return nil, errors.New("empty program")
 	}
 	if len(prog) > maxInsns {
-		return fmt.Errorf("%d instructions, more than %d", len(prog), maxInsns)
+		return nil, fmt.Errorf("%d instructions, more than %d", len(prog), maxInsns)
 	}
 	stored := make([]uint16, len(prog)) // M[] slots written on every path to here
 	reached := make([]bool, len(prog))
@@ -180,83 +186,84 @@ func validate(prog []unix.SockFilter) error {
 				clsLDX | szW | mIMM: true, clsLDX | szW | mMEM: true, clsLDX | szW | mLEN: true, clsLDX | szB | mMSH: true,
 			}
 			if !valid[f.Code] {
-				return bad("unknown load")
+				return nil, bad("unknown load")
 			}
 			if mode == mMEM {
 				if f.K >= 16 {
-					return bad("scratch memory index out of range")
+					return nil, bad("scratch memory index out of range")
 				}
 				if reached[i] && mem&(1<<f.K) == 0 {
-					return bad("reads scratch memory that may not have been written")
+					return nil, bad("reads scratch memory that may not have been written")
 				}
 			}
 		case clsST, clsSTX:
 			if f.Code != clsST && f.Code != clsSTX {
-				return bad("unknown store")
+				return nil, bad("unknown store")
 			}
 			if f.K >= 16 {
-				return bad("scratch memory index out of range")
+				return nil, bad("scratch memory index out of range")
 			}
 			mem |= 1 << f.K
 		case clsALU:
 			op := f.Code & 0xf0
 			if _, ok := aluOps[op]; !ok || f.Code&^0xf8 != clsALU || (op == 0x80 && f.Code&srcX != 0) {
-				return bad("unknown ALU operation")
+				return nil, bad("unknown ALU operation")
 			}
 			if f.Code&srcX == 0 {
 				switch {
 				case (op == 0x30 || op == 0x90) && f.K == 0:
-					return bad("division by constant zero")
+					return nil, bad("division by constant zero")
 				case (op == 0x60 || op == 0x70) && f.K >= 32:
-					return bad("shift by 32 or more")
+					return nil, bad("shift by 32 or more")
 				}
 			}
 		case clsJMP:
 			op := f.Code & 0xf0
 			if op > jJSET || f.Code&^0xf8 != clsJMP || (op == jJA && f.Code&srcX != 0) {
-				return bad("unknown jump")
+				return nil, bad("unknown jump")
 			}
 			next = false
 			if op == jJA {
 				if f.K >= uint32(len(prog)-i-1) {
-					return bad("jump past the end of the program")
+					return nil, bad("jump past the end of the program")
 				}
 				if err := flow(i, i+1+int(f.K), mem); err != nil {
-					return err
+					return nil, err
 				}
 				break
 			}
 			if err := flow(i, i+1+int(f.Jt), mem); err != nil {
-				return err
+				return nil, err
 			}
 			if err := flow(i, i+1+int(f.Jf), mem); err != nil {
-				return err
+				return nil, err
 			}
 		case clsRET:
 			if f.Code != clsRET|retK && f.Code != clsRET|retA {
-				return bad("unknown return")
+				return nil, bad("unknown return")
 			}
 			next = false
 		case clsMISC:
 			if f.Code != clsMISC|miscTAX && f.Code != clsMISC|miscTXA {
-				return bad("unknown misc operation")
+				return nil, bad("unknown misc operation")
 			}
 		}
 		if next {
 			if i+1 >= len(prog) {
-				return bad("program does not end with a return")
+				return nil, bad("program does not end with a return")
 			}
 			if err := flow(i, i+1, mem); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return reached, nil
 }
 
 // translate returns the eBPF body of user_filter for a classic program.
 func translate(prog []unix.SockFilter) (asm.Instructions, error) {
-	if err := validate(prog); err != nil {
+	reached, err := validate(prog)
+	if err != nil {
 		return nil, err
 	}
 	prologue := []asm.Instruction{
@@ -268,6 +275,9 @@ func translate(prog []unix.SockFilter) (asm.Instructions, error) {
 	}
 	blocks := make([]block, len(prog))
 	for i, f := range prog {
+		if !reached[i] {
+			continue
+		}
 		if err := translateOne(&blocks[i], i, f); err != nil {
 			return nil, fmt.Errorf("instruction %d (code %#04x k %d): %w", i, f.Code, f.K, err)
 		}
@@ -310,16 +320,21 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 			case k >= skfAdOff:
 				return ancillary(b, k, size)
 			case int32(k) >= 0 && k+n <= cacheLen:
-				// if n >= k+size { A = packet copy } else { LD_ABS }
+				// if n >= k+size { A = packet copy } else { load from skb }
+				slow := loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))
+				b.emit(withOff(asm.JGE.Imm(regN, int32(k+n), ""), len(slow)+1))
+				b.emit(slow...)
 				b.emit(
-					withOff(asm.JGE.Imm(regN, int32(k+n), ""), 2),
-					asm.LoadAbs(int32(k), size),
 					withOff(ja(), 1+btoi(size != asm.Byte)),
 					asm.LoadMem(regA, regSc, int16(scBuf+k), size),
 				)
 				loadBE(b, size)
+			case int32(k) >= skfLLOff && int32(k) < skfNetOff:
+				b.emit(loadRelative(size, uint32(int32(k)-skfLLOff), bpfHdrStartMAC)...)
+			case int32(k) >= skfNetOff && int32(k) < 0:
+				b.emit(loadRelative(size, uint32(int32(k)-skfNetOff), bpfHdrStartNet)...)
 			default:
-				b.emit(asm.LoadAbs(int32(k), size))
+				b.emit(loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))...)
 			}
 		case mIND:
 			// off = X + k wraps at 32 bits, as the kernel's does.
@@ -334,18 +349,17 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 			if k != 0 {
 				b.emit(asm.Add.Imm32(asm.R1, int32(k)))
 			}
-			slow := 4 + len(fast) // jump offset from the first check to the slow path
+			slow := loadSlow(size, asm.Mov.Reg32(asm.R2, asm.R1))
+			toSlow := 4 + len(fast) // jump offset from the first check to the slow path
 			b.emit(
-				withOff(asm.JGT.Imm(asm.R1, int32(cacheLen-n), ""), slow),
+				withOff(asm.JGT.Imm(asm.R1, int32(cacheLen-n), ""), toSlow),
 				asm.Mov.Reg(asm.R2, asm.R1),
 				asm.Add.Imm(asm.R2, int32(n)),
-				withOff(asm.JGT.Reg(asm.R2, regN, ""), slow-3),
+				withOff(asm.JGT.Reg(asm.R2, regN, ""), toSlow-3),
 			)
 			b.emit(fast...)
-			b.emit(
-				withOff(ja(), 1),
-				asm.LoadInd(asm.R0, regX, int32(k), size),
-			)
+			b.emit(withOff(ja(), len(slow)))
+			b.emit(slow...)
 		}
 	case clsLDX:
 		switch f.Code & 0xe0 {
@@ -356,24 +370,19 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 		case mMEM:
 			b.emit(asm.LoadMem(regX, asm.R10, memOff(k), asm.Word))
 		case mMSH:
-			// X = 4 * (P[k] & 0xf)
+			// X = 4 * (P[k] & 0xf); the slow path's helper call clobbers A.
+			slow := []asm.Instruction{asm.StoreMem(asm.R10, saveSlot, regA, asm.Word)}
+			slow = append(slow, loadSlow(asm.Byte, asm.Mov.Imm32(asm.R2, int32(k)))...)
+			slow = append(slow, asm.Mov.Reg32(regX, regA), asm.LoadMem(regA, asm.R10, saveSlot, asm.Word))
 			if int32(k) >= 0 && k+1 <= cacheLen {
+				b.emit(withOff(asm.JGE.Imm(regN, int32(k+1), ""), len(slow)+1))
+				b.emit(slow...)
 				b.emit(
-					withOff(asm.JGE.Imm(regN, int32(k+1), ""), 5),
-					asm.StoreMem(asm.R10, saveSlot, regA, asm.Word),
-					asm.LoadAbs(int32(k), asm.Byte),
-					asm.Mov.Reg32(regX, regA),
-					asm.LoadMem(regA, asm.R10, saveSlot, asm.Word),
 					withOff(ja(), 1),
 					asm.LoadMem(regX, regSc, int16(scBuf+k), asm.Byte),
 				)
 			} else {
-				b.emit(
-					asm.StoreMem(asm.R10, saveSlot, regA, asm.Word),
-					asm.LoadAbs(int32(k), asm.Byte),
-					asm.Mov.Reg32(regX, regA),
-					asm.LoadMem(regA, asm.R10, saveSlot, asm.Word),
-				)
+				b.emit(slow...)
 			}
 			b.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
 		}
@@ -470,7 +479,46 @@ func ancillary(b *block, k uint32, size asm.Size) error {
 	default:
 		// Not an extension the kernel knows: a load at a negative offset,
 		// which fails at run time and rejects the packet, as in the kernel.
-		b.emit(asm.LoadAbs(int32(k), size))
+		b.emit(loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))...)
 	}
 	return nil
+}
+
+// loadSlow loads size bytes at the offset setOff puts in R2 into A with
+// bpf_skb_load_bytes, or returns 0 (reject) when the packet is shorter, as a
+// classic load does. It stands in for eBPF's LD_ABS/LD_IND, which this
+// kernel's verifier fails on (EFAULT) inside subprograms. Offsets negative
+// as int32 fail, as the kernel's classic loads do outside the SKF_NET_OFF and
+// SKF_LL_OFF ranges (which absolute loads support, below).
+func loadSlow(size asm.Size, setOff asm.Instruction) []asm.Instruction {
+	return loadCall(size, asm.FnSkbLoadBytes, setOff, nil)
+}
+
+// loadRelative loads size bytes at off from the start of the MAC or network
+// header (SKF_LL_OFF and SKF_NET_OFF loads).
+func loadRelative(size asm.Size, off uint32, start int32) []asm.Instruction {
+	return loadCall(size, asm.FnSkbLoadBytesRelative, asm.Mov.Imm32(asm.R2, int32(off)),
+		[]asm.Instruction{asm.Mov.Imm(asm.R5, start)})
+}
+
+func loadCall(size asm.Size, fn asm.BuiltinFunc, setOff asm.Instruction, extra []asm.Instruction) []asm.Instruction {
+	out := []asm.Instruction{
+		setOff,
+		asm.Mov.Reg(asm.R1, regSkb),
+		asm.Mov.Reg(asm.R3, asm.R10),
+		asm.Add.Imm(asm.R3, loadSlot),
+		asm.Mov.Imm(asm.R4, int32(size.Sizeof())),
+	}
+	out = append(out, extra...)
+	out = append(out,
+		fn.Call(),
+		withOff(asm.JEq.Imm(asm.R0, 0, ""), 2),
+		asm.Mov.Imm32(asm.R0, 0),
+		asm.Return(),
+		asm.LoadMem(regA, asm.R10, loadSlot, size),
+	)
+	if size != asm.Byte {
+		out = append(out, asm.HostTo(asm.BE, regA, size))
+	}
+	return out
 }
