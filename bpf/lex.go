@@ -36,6 +36,18 @@ type token struct {
 // names.
 var keywords = buildKeywords()
 
+// maxKeywordLen and maxNamedLen bound the prefixes lex looks up: trying
+// every prefix of the rest of the input made lexing cubic in its length.
+var maxKeywordLen, maxNamedLen = maxLen(keywords), maxLen(namedNumbers)
+
+func maxLen[V any](m map[string]V) int {
+	n := 0
+	for k := range m {
+		n = max(n, len(k))
+	}
+	return n
+}
+
 func buildKeywords() map[string]string {
 	kw := map[string]string{}
 	for _, group := range []string{
@@ -107,7 +119,9 @@ func longest(pat string) *regexp.Regexp {
 // v6Len returns the length of the longest IPv6 literal at the start of s.
 func v6Len(s string) int {
 	run := reV6Run.FindString(s)
-	for n := len(run); n >= 2; n-- {
+	// No IPv6 literal is longer than 45 characters
+	// (ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255).
+	for n := min(len(run), 45); n >= 2; n-- {
 		c := run[:n]
 		if !strings.Contains(c, ":") {
 			return 0
@@ -179,7 +193,7 @@ func lex(expr string) ([]token, error) {
 		}
 		var cands []cand
 		kwLen := 0
-		for n := len(rest); n > 0; n-- {
+		for n := min(len(rest), maxKeywordLen); n > 0; n-- {
 			if _, ok := keywords[rest[:n]]; ok {
 				kwLen = n
 				break
@@ -192,7 +206,7 @@ func lex(expr string) ([]token, error) {
 		cands = append(cands, cand{v6Len(rest), tHID6})
 		cands = append(cands, cand{len(reBogus.FindString(rest)), tEOF})
 		namedLen := 0
-		for n := len(rest); n > 0; n-- {
+		for n := min(len(rest), maxNamedLen); n > 0; n-- {
 			if _, ok := namedNumbers[rest[:n]]; ok {
 				namedLen = n
 				break

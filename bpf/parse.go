@@ -125,6 +125,16 @@ func (n *vlanNode) position() int   { return n.tok.pos }
 type parser struct {
 	toks []token
 	i    int
+	// arthMemo caches parseArth by (position, binding power): a run of
+	// "(" is tried as an expression and then, at every depth, as a
+	// relation, which re-parsed the same arithmetic quadratically often.
+	arthMemo map[[2]int]arthResult
+}
+
+type arthResult struct {
+	a   *arth
+	err *perr
+	end int
 }
 
 // perr is a parse failure; fatal ones stop backtracking because no other
@@ -525,6 +535,20 @@ var binOps = map[string]struct {
 const unaryMinusBP = 6
 
 func (p *parser) parseArth(minbp int) (*arth, *perr) {
+	key := [2]int{p.i, minbp}
+	if r, ok := p.arthMemo[key]; ok {
+		p.i = r.end
+		return r.a, r.err
+	}
+	a, err := p.parseArthUncached(minbp)
+	if p.arthMemo == nil {
+		p.arthMemo = map[[2]int]arthResult{}
+	}
+	p.arthMemo[key] = arthResult{a, err, p.i}
+	return a, err
+}
+
+func (p *parser) parseArthUncached(minbp int) (*arth, *perr) {
 	left, err := p.parseArthPrimary()
 	if err != nil {
 		return nil, err
