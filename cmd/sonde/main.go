@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"syscall"
 	"time"
@@ -162,7 +163,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do if stderr is gone
-	if err := daemon(cfg, log); err != nil {
+	if err := daemon(args, cfg, log); err != nil {
 		log.Error("sonde stopped", zap.Error(err))
 		var usage usageError
 		if errors.As(err, &usage) {
@@ -171,6 +172,55 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// reload is SIGHUP: the configuration is read again from the same flags,
+// environment and file. Retention applies at once (capture is not touched,
+// so no packet is lost); a configuration that does not validate is refused
+// whole and the running one kept; settings that only a restart can change
+// are named in a warning.
+func reload(args []string, cur *config.Config, rg *ring.Ring, log *zap.Logger) {
+	next, err := config.Load(args, os.LookupEnv)
+	if err == nil && len(next.Interfaces) == 0 {
+		next.Interfaces = cur.Interfaces // the default-route interface, resolved at start
+	}
+	if err == nil {
+		err = rg.SetRetention(retention(next))
+	}
+	if err != nil {
+		log.Error("configuration reload rejected; the running configuration is kept", zap.Error(err))
+		return
+	}
+	if changed := restartOnly(cur, next); len(changed) > 0 {
+		log.Warn("configuration reloaded, but these settings change only on restart", zap.Strings("settings", changed))
+	}
+	cur.RingMaxBytes, cur.RingMaxFiles, cur.RingMaxAge, cur.MinFreePercent = next.RingMaxBytes, next.RingMaxFiles, next.RingMaxAge, next.MinFreePercent
+	log.Info("configuration reloaded", zap.Stringer("ring_max_bytes", next.RingMaxBytes), zap.Int("ring_max_files", next.RingMaxFiles),
+		zap.Duration("ring_max_age", next.RingMaxAge), zap.Int("min_free_percent", next.MinFreePercent))
+}
+
+func retention(c *config.Config) ring.Retention {
+	return ring.Retention{
+		MaxBytes: int64(c.RingMaxBytes), MaxFiles: c.RingMaxFiles, MaxAge: c.RingMaxAge, MinFreePercent: float64(c.MinFreePercent),
+	}
+}
+
+// restartOnly names the settings that differ between a and b other than the
+// ones a reload applies.
+func restartOnly(a, b *config.Config) []string {
+	reloadable := map[string]bool{"RingMaxBytes": true, "RingMaxFiles": true, "RingMaxAge": true, "MinFreePercent": true, "ConfigFile": true}
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	var out []string
+	for i := 0; i < va.NumField(); i++ {
+		f := va.Type().Field(i)
+		if !f.IsExported() || reloadable[f.Name] {
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			out = append(out, f.Name)
+		}
+	}
+	return out
 }
 
 // usageError is a configuration error found only once the interfaces can be
@@ -223,7 +273,7 @@ type health struct {
 	*ring.Ring
 }
 
-func daemon(cfg *config.Config, log *zap.Logger) error {
+func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	start := time.Now()
 	rcfg := ringConfig(cfg)
 	if err := rcfg.Validate(); err != nil {
@@ -305,6 +355,19 @@ func daemon(cfg *config.Config, log *zap.Logger) error {
 	g.Go(func() error { return cp.Run(gctx) })
 	g.Go(func() error { return rg.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				reload(args, cfg, rg, log)
+			}
+		}
+	})
 	err = g.Wait()
 	if err == nil {
 		log.Info("sonde stopped cleanly", zap.Duration("uptime", time.Since(start)))

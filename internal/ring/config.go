@@ -22,6 +22,9 @@ type Config struct {
 	BufferBytes     int           // size of one write buffer, default 1 MiB
 	QueueBytes      int64         // per stream bound on buffered bytes waiting for the writer, default 32 MiB
 	FlushInterval   time.Duration // longest a packet waits in a partial buffer, default 200ms
+	// Now is the clock retention by age is judged against; nil is
+	// time.Now. Tests set it to judge age deterministically.
+	Now func() time.Time
 }
 
 // Defaults and floors. A buffer must hold at least one full-size record,

@@ -125,7 +125,7 @@ func Open(cfg Config, log *zap.Logger) (*Ring, error) {
 	if err := r.loadIndex(); err != nil {
 		return nil, err
 	}
-	r.enforce(time.Now())
+	r.enforce(r.now())
 	if err := r.persist(); err != nil {
 		return nil, err
 	}
@@ -185,15 +185,22 @@ func (r *Ring) Run(ctx context.Context) error {
 				close(drained)
 			}()
 		case <-drained:
-			r.enforce(time.Now())
+			r.enforce(r.now())
 			if err := r.persist(); err != nil {
 				r.log.Error("saving index at shutdown failed; it will be rebuilt at the next start", zap.Error(err))
 			}
 			return nil
-		case now := <-t.C:
-			r.enforce(now)
+		case <-t.C:
+			r.enforce(r.now())
 		}
 	}
+}
+
+func (r *Ring) now() time.Time {
+	if r.cfg.Now != nil {
+		return r.cfg.Now()
+	}
+	return time.Now()
 }
 
 // add indexes a newly published file and applies retention.
@@ -205,7 +212,7 @@ func (r *Ring) add(fi FileInfo) {
 	r.files = slices.Insert(r.files, i, fi)
 	r.bytes += fi.Bytes
 	r.mu.Unlock()
-	r.enforce(time.Now())
+	r.enforce(r.now())
 	if err := r.persist(); err != nil {
 		r.writeErrors.Add(1)
 		r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
@@ -351,5 +358,30 @@ func (r *Ring) Writable() error {
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("ring: removing probe file %s: %w", name, err)
 	}
+	return nil
+}
+
+// Retention is the part of Config that may change while the ring runs
+// (SIGHUP): the limits on what published files are kept.
+type Retention struct {
+	MaxBytes       int64
+	MaxFiles       int
+	MaxAge         time.Duration
+	MinFreePercent float64
+}
+
+// SetRetention replaces the retention limits and applies them at once.
+// Writers are not touched, so no packet waits for it; an invalid set is
+// refused and the old one kept.
+func (r *Ring) SetRetention(ret Retention) error {
+	probe := r.cfg // Validate fills defaults in place: check a copy
+	probe.MaxBytes, probe.MaxFiles, probe.MaxAge, probe.MinFreePercent = ret.MaxBytes, ret.MaxFiles, ret.MaxAge, ret.MinFreePercent
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cfg.MaxBytes, r.cfg.MaxFiles, r.cfg.MaxAge, r.cfg.MinFreePercent = ret.MaxBytes, ret.MaxFiles, ret.MaxAge, ret.MinFreePercent
+	r.mu.Unlock()
+	r.enforce(r.now())
 	return nil
 }

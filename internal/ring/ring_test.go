@@ -286,10 +286,10 @@ func evictions(st Stats, reason EvictReason) Eviction {
 }
 
 func TestRetention(t *testing.T) {
-	// Age is judged against the wall clock: start just after a whole
-	// second so that files, one per second of packet time, line up with it.
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	// Age is judged against a clock frozen at the end of the packets, so the
+	// test means the same however slow the machine is.
 	now := time.Now().Truncate(time.Second).UnixNano()
+	frozen := func() time.Time { return time.Unix(0, now) }
 	all := packets(120, now-12*int64(time.Second), 100*time.Millisecond)
 	var last3 int64
 	for _, p := range all[90:] {
@@ -305,7 +305,7 @@ func TestRetention(t *testing.T) {
 		{"max_files", Config{MaxFiles: 4}, 4, EvictMaxFiles},
 		{"max_bytes", Config{MaxBytes: last3}, 3, EvictMaxBytes},
 		{"max_bytes-1", Config{MaxBytes: last3 - 1}, 2, EvictMaxBytes},
-		{"max_age", Config{MaxAge: 6600 * time.Millisecond}, 7, EvictMaxAge},
+		{"max_age", Config{MaxAge: 6600 * time.Millisecond, Now: frozen}, 7, EvictMaxAge},
 		{"together", Config{MaxFiles: 6, MaxBytes: 1 << 30, MaxAge: time.Hour}, 6, EvictMaxFiles},
 	}
 	for _, c := range cases {
@@ -642,5 +642,36 @@ func diskFull(t *testing.T, fileMax int64, evict bool) {
 		if strings.HasSuffix(e.Name(), ".part") {
 			t.Errorf("%s left behind", e.Name())
 		}
+	}
+}
+
+// TestSetRetention tightens retention on a running ring: the oldest files go
+// at once; an invalid set is refused and changes nothing.
+func TestSetRetention(t *testing.T) {
+	now := time.Now().Truncate(time.Second).UnixNano()
+	dir := t.TempDir()
+	h := writeFiles(t, Config{Dir: dir}, 8, now)
+	if n := len(h.r.Files()); n != 8 {
+		t.Fatalf("%d files before, want 8", n)
+	}
+	if err := h.r.SetRetention(Retention{MaxFiles: -1}); err == nil || !strings.Contains(err.Error(), "MaxFiles -1") {
+		t.Fatalf("invalid retention accepted: %v", err)
+	}
+	if n := len(h.r.Files()); n != 8 {
+		t.Fatalf("%d files after a refused change, want 8", n)
+	}
+	if err := h.r.SetRetention(Retention{MaxFiles: 3}); err != nil {
+		t.Fatal(err)
+	}
+	files := h.r.Files()
+	if len(files) != 3 {
+		t.Fatalf("%d files after MaxFiles 3, want 3", len(files))
+	}
+	if ev := evictions(h.r.Stats(), EvictMaxFiles); ev.Files != 5 {
+		t.Fatalf("evictions %+v, want 5 under max_files", ev)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 4 {
+		t.Fatalf("%d directory entries, want 3 files and the index", len(entries))
 	}
 }
