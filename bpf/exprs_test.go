@@ -60,6 +60,9 @@ var handExprs = []string{
 	"tcp[tcpflags] & tcp-syn = 0", "ip[6:2] & 0x1fff = 0 and tcp", "ether[0] = 0xff and ether broadcast",
 	"len - 1 ^ 2 + 3 = 0", "len * 2 % 3 + 1 = 0", "ip[0] % 16 = 5", "ip[0] ^ 0x45 = 0",
 	"tcp[2:2] / 0x100 = 0", "tcp[2:2] = 0x50 or udp[2:2] = 0x35",
+	// gen_arth keeps only the left operand's protocol checks.
+	"ip[0] - tcp[1] = len", "tcp[0] + udp[0] = 1", "len - icmp[0] > 10", "ip6[0] * tcp[13] != 0",
+	"udp[0] = tcp[0]", "1 + tcp[0] = 81 or host 10.1.2.3",
 }
 
 // primitives for random expression trees.
