@@ -1,0 +1,203 @@
+package analysis
+
+import (
+	"github.com/sonde-project/sonde/analysis/decode"
+)
+
+// tcpDir is one direction of a connection, named for the sender.
+type tcpDir struct {
+	nextSeq     uint32 // highest sequence sent + 1 (SYN and FIN count one)
+	nextSeqTime int64
+	lastAck     uint32
+	lastAckTime int64
+	lastWin     uint16 // raw window of the last ACK, for duplicate-ACK detection
+	dupAcks     uint16
+	mss         uint16
+	wscale      uint8
+	seqInit     bool
+	ackInit     bool
+	hasWScale   bool
+	fin         bool
+	// One outstanding data-RTT sample: the sequence that must be acked and
+	// when the segment ending there was sent; rttTime 0 when none.
+	rttSeq  uint32
+	rttTime int64
+}
+
+// tcpConn is a connection's analysis state.
+type tcpConn struct {
+	dir        [2]tcpDir
+	synSeq     uint32
+	synTime    int64 // most recent SYN, as Wireshark's initial RTT uses
+	synAckTime int64
+	initialRTT int64
+	client     uint8
+	haveSYN    bool
+	haveSYNACK bool
+	estab      bool
+	closed     bool
+	reset      bool
+}
+
+// Sequence comparisons modulo 2^32.
+func seqLT(a, b uint32) bool { return int32(a-b) < 0 }
+func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
+func seqGT(a, b uint32) bool { return int32(a-b) > 0 }
+
+const (
+	fastRetransWindow = 20e6  // ns between the last duplicate ACK and a fast retransmission
+	oooDefault        = 3e6   // ns: out-of-order threshold before an RTT is known
+	minRTO            = 200e6 // ns: Linux's minimum retransmission timeout
+)
+
+// tcpSegment analyses one segment of flow f sent in direction d. It follows
+// Wireshark's tcp_analyze_sequence_number closely so that its counts can be
+// checked against tshark's, and classifies retransmissions further by how
+// long the sender waited.
+func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCPCounters) {
+	t := &f.tcp
+	tp := &p.TCP
+	flags := tp.Flags
+	c.Segments++
+
+	// A new SYN on a tuple whose connection ended, or with another initial
+	// sequence number, starts a new connection.
+	if flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn && t.haveSYN &&
+		(t.closed || t.reset || (tp.Seq != t.synSeq && ts-t.synTime > 1e9)) {
+		*t = tcpConn{}
+	}
+	fwd, rev := &t.dir[d], &t.dir[1-d]
+	seglen := tp.PayloadLen
+	if seglen > 0 {
+		c.DataSegments++
+	}
+
+	switch flags & (decode.TCPSyn | decode.TCPAck) {
+	case decode.TCPSyn:
+		c.SYNs++
+		if !t.haveSYN {
+			t.haveSYN, t.synSeq, t.client = true, tp.Seq, uint8(d)
+			c.Opened++
+		} else if tp.Seq == t.synSeq {
+			c.SYNRetrans++
+		}
+		t.synTime = ts
+		fwd.mss, fwd.wscale, fwd.hasWScale = tp.MSS, tp.WScale, tp.HasWScale
+	case decode.TCPSyn | decode.TCPAck:
+		c.SYNACKs++
+		fwd.mss, fwd.wscale, fwd.hasWScale = tp.MSS, tp.WScale, tp.HasWScale
+		if t.haveSYN && uint8(d) != t.client {
+			if !t.haveSYNACK && tp.Ack == t.synSeq+1 {
+				c.HandshakeSYN.Observe(ts - t.synTime)
+			}
+			t.haveSYNACK = true
+			t.synAckTime = ts
+		}
+	case decode.TCPAck:
+		if t.haveSYN && t.initialRTT == 0 {
+			t.initialRTT = ts - t.synTime
+			if t.initialRTT <= 0 {
+				t.initialRTT = 1
+			}
+			c.HandshakeRTT.Observe(ts - t.synTime)
+		}
+		if !t.estab && t.haveSYNACK && uint8(d) == t.client {
+			t.estab = true
+			c.Established++
+			c.HandshakeACK.Observe(ts - t.synAckTime)
+		}
+	}
+
+	// Sequence analysis: is this segment new data, or sent before?
+	end := tp.Seq + seglen
+	if flags&(decode.TCPSyn|decode.TCPFin) != 0 {
+		end++
+	}
+	if fwd.seqInit && (seglen > 0 || flags&(decode.TCPSyn|decode.TCPFin) != 0) {
+		notAdvanced := seqLT(tp.Seq, fwd.nextSeq)
+		keepAlive := seglen <= 1 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 && tp.Seq == fwd.nextSeq-1
+		switch {
+		case !notAdvanced:
+		case keepAlive:
+			c.KeepAlives++
+		case rev.dupAcks >= 2 && rev.lastAck == tp.Seq && ts-rev.lastAckTime < fastRetransWindow:
+			c.Retransmissions++
+			c.FastRetransmissions++
+			fwd.rttTime = 0
+		case ts-fwd.nextSeqTime < oooThreshold(t.initialRTT) && fwd.nextSeq != tp.Seq+seglen:
+			c.OutOfOrder++
+		case seglen > 0 && rev.ackInit && seqLE(tp.Seq+seglen, rev.lastAck):
+			c.Retransmissions++
+			c.SpuriousRetransmits++
+			fwd.rttTime = 0
+		default:
+			c.Retransmissions++
+			if gap := ts - fwd.nextSeqTime; gap >= minRTO && gap >= 2*t.initialRTT {
+				c.RTORetransmissions++
+			}
+			fwd.rttTime = 0 // Karn: an ACK now is ambiguous
+		}
+	}
+	if !fwd.seqInit || seqGT(end, fwd.nextSeq) {
+		if seglen > 0 && fwd.rttTime == 0 && fwd.seqInit {
+			fwd.rttSeq, fwd.rttTime = end, ts
+		}
+		fwd.nextSeq, fwd.nextSeqTime, fwd.seqInit = end, ts, true
+	}
+
+	if flags&decode.TCPAck != 0 {
+		// Wireshark's duplicate ACK: no data, no SYN/FIN/RST, same window,
+		// same ACK as before.
+		if fwd.ackInit && seglen == 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 &&
+			tp.Ack == fwd.lastAck && tp.Window == fwd.lastWin && tp.Window != 0 {
+			fwd.dupAcks++
+			c.DupAcks++
+		} else if !fwd.ackInit || tp.Ack != fwd.lastAck || seglen > 0 {
+			fwd.dupAcks = 0
+		}
+		fwd.lastAck, fwd.lastAckTime, fwd.lastWin, fwd.ackInit = tp.Ack, ts, tp.Window, true
+		if rev.rttTime != 0 && seqLE(rev.rttSeq, tp.Ack) {
+			c.DataRTT.Observe(ts - rev.rttTime)
+			rev.rttTime = 0
+		}
+		if flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 {
+			if tp.Window == 0 {
+				c.ZeroWindows++
+			} else {
+				win := uint64(tp.Window)
+				if fwd.hasWScale && rev.hasWScale {
+					win <<= fwd.wscale
+				}
+				mss := uint64(rev.mss)
+				if mss == 0 {
+					mss = 536
+				}
+				if win < 2*mss {
+					c.LowWindows++
+				}
+			}
+		}
+	}
+
+	if flags&decode.TCPFin != 0 && !fwd.fin {
+		fwd.fin = true
+		if rev.fin && !t.closed && !t.reset {
+			t.closed = true
+			c.Closed++
+		}
+	}
+	if flags&decode.TCPRst != 0 {
+		c.Resets++
+		if !t.reset && !t.closed {
+			t.reset = true
+			c.ConnResets++
+		}
+	}
+}
+
+func oooThreshold(rtt int64) int64 {
+	if rtt <= 0 {
+		return oooDefault
+	}
+	return rtt
+}
