@@ -1,9 +1,10 @@
 package bpf
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
+
+// The unoptimised path (tcpdump -O): the boolean IR laid out as is. The
+// optimised path builds libpcap's blocks and runs the optimizer port in
+// opt.go instead.
 
 // block is a node of the control-flow graph: a test with two successors, or
 // a return when t is nil.
@@ -41,62 +42,6 @@ func (c *cfg) build(n *bnode, t, f *block) *block {
 	return c.newBlock(&block{t: n.t, jt: t, jf: f})
 }
 
-func (t *btest) key() string {
-	if t.x != nil {
-		return t.v.key() + " " + strconv.Itoa(int(t.jop)) + " x=" + t.x.key()
-	}
-	return t.v.key() + " " + strconv.Itoa(int(t.jop)) + " " + strconv.FormatUint(uint64(t.k), 10)
-}
-
-// facts are test outcomes known to hold on every path to a point.
-type facts struct {
-	outcome map[string]bool
-	equal   map[string]uint32 // value key -> constant it was found equal to
-}
-
-func (f facts) with(t *btest, sense bool) facts {
-	n := facts{outcome: make(map[string]bool, len(f.outcome)+1), equal: make(map[string]uint32, len(f.equal)+1)}
-	for k, v := range f.outcome {
-		n.outcome[k] = v
-	}
-	for k, v := range f.equal {
-		n.equal[k] = v
-	}
-	n.outcome[t.key()] = sense
-	if sense && t.jop == jmpJEQ && t.x == nil {
-		n.equal[t.v.key()] = t.k
-	}
-	return n
-}
-
-func (f facts) intersect(o facts) facts {
-	n := facts{outcome: map[string]bool{}, equal: map[string]uint32{}}
-	for k, v := range f.outcome {
-		if w, ok := o.outcome[k]; ok && w == v {
-			n.outcome[k] = v
-		}
-	}
-	for k, v := range f.equal {
-		if w, ok := o.equal[k]; ok && w == v {
-			n.equal[k] = v
-		}
-	}
-	return n
-}
-
-// decide returns the outcome of t if the facts determine it.
-func (f facts) decide(t *btest) (bool, bool) {
-	if v, ok := f.outcome[t.key()]; ok {
-		return v, true
-	}
-	if t.jop == jmpJEQ && t.x == nil {
-		if k, ok := f.equal[t.v.key()]; ok && k != t.k {
-			return false, true
-		}
-	}
-	return false, false
-}
-
 // order returns the blocks reachable from root, each before its successors.
 func order(root *block) []*block {
 	var post []*block
@@ -118,75 +63,6 @@ func order(root *block) []*block {
 		post[i], post[j] = post[j], post[i]
 	}
 	return post
-}
-
-// optimize does what libpcap's optimizer does that can change a verdict:
-// it threads jumps past tests whose outcome is already known on every path,
-// and removes tests whose two branches lead to the same place, together
-// with their loads.
-func optimize(root *block) *block {
-	for changed := true; changed; {
-		changed = false
-		// Skip blocks whose branches agree.
-		skip := func(b *block) *block {
-			for b.t != nil && b.jt == b.jf {
-				b = b.jt
-			}
-			return b
-		}
-		for _, b := range order(root) {
-			if b.t != nil {
-				if nt, nf := skip(b.jt), skip(b.jf); nt != b.jt || nf != b.jf {
-					b.jt, b.jf, changed = nt, nf, true
-				}
-			}
-		}
-		if r := skip(root); r != root {
-			root, changed = r, true
-		}
-		// Thread jumps using the facts known on each edge.
-		in := map[*block]facts{}
-		seen := map[*block]bool{}
-		in[root] = facts{outcome: map[string]bool{}, equal: map[string]uint32{}}
-		for _, b := range order(root) {
-			if b.t == nil {
-				continue
-			}
-			f := in[b]
-			for _, sense := range []bool{true, false} {
-				ef := f.with(b.t, sense)
-				succ := b.jt
-				if !sense {
-					succ = b.jf
-				}
-				for succ.t != nil {
-					v, ok := ef.decide(succ.t)
-					if !ok {
-						break
-					}
-					if v {
-						succ = succ.jt
-					} else {
-						succ = succ.jf
-					}
-				}
-				if sense {
-					if succ != b.jt {
-						b.jt, changed = succ, true
-					}
-				} else if succ != b.jf {
-					b.jf, changed = succ, true
-				}
-				if seen[succ] {
-					in[succ] = in[succ].intersect(ef)
-				} else {
-					seen[succ] = true
-					in[succ] = ef
-				}
-			}
-		}
-	}
-	return root
 }
 
 // emitter lays blocks out as cBPF, widening jumps that do not fit in 8 bits.

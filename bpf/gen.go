@@ -62,33 +62,6 @@ var (
 
 func sizeName(s uint32) string { return map[uint32]string{1: "b", 2: "h", 4: "w"}[s] }
 
-// key identifies a value for the optimizer: equal keys are equal values.
-func (a *ax) key() string {
-	switch a.kind {
-	case axConst:
-		return "#" + strconv.FormatUint(uint64(a.k), 10)
-	case axLen:
-		return "len"
-	case axAbs:
-		return fmt.Sprintf("%s[%d]", sizeName(a.size), a.k)
-	case axInd:
-		return fmt.Sprintf("%s[%s+%d]", sizeName(a.size), a.l.key(), a.k)
-	case axTran4:
-		if a.l == nil {
-			return fmt.Sprintf("%s[ip4hl(%d)+%d]", sizeName(a.size), a.msh, a.k)
-		}
-		if a.l.kind == axConst && a.l.k < 0x10000 {
-			return fmt.Sprintf("%s[ip4hl(%d)+%d]", sizeName(a.size), a.msh, a.k+a.l.k)
-		}
-		return fmt.Sprintf("%s[ip4hl(%d)+%s+%d]", sizeName(a.size), a.msh, a.l.key(), a.k)
-	case axBin:
-		return fmt.Sprintf("(%s %d %s)", a.l.key(), a.op, a.r.key())
-	case axNeg:
-		return "-" + a.l.key()
-	}
-	return "?"
-}
-
 func cnst(k uint32) *ax { return &ax{kind: axConst, k: k} }
 
 func and(a, b *bnode) *bnode {
