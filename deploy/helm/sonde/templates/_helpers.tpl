@@ -1,0 +1,23 @@
+{{- define "sonde.fullname" -}}
+{{- if contains "sonde" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-sonde" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sonde.selectorLabels" -}}
+app.kubernetes.io/name: sonde
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sonde.labels" -}}
+{{ include "sonde.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "sonde.tokenSecret" -}}
+{{- .Values.apiToken.existingSecret | default (printf "%s-api-token" (include "sonde.fullname" .)) -}}
+{{- end -}}
