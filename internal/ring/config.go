@@ -19,9 +19,12 @@ type Config struct {
 	MaxFiles        int           // retention: number of published files (0 = unlimited)
 	MaxAge          time.Duration // retention: by last packet time (0 = unlimited)
 	MinFreePercent  float64       // retention: keep this much of the volume free (0 = off)
-	BufferBytes     int           // size of one write buffer, default 1 MiB
-	QueueBytes      int64         // per stream bound on buffered bytes waiting for the writer, default 32 MiB
-	FlushInterval   time.Duration // longest a packet waits in a partial buffer, default 200ms
+	// PinMaxBytes bounds the bytes snapshots may pin (see Pin); 0 is a
+	// tenth of MaxBytes, or no bound when MaxBytes is 0 too.
+	PinMaxBytes   int64
+	BufferBytes   int           // size of one write buffer, default 1 MiB
+	QueueBytes    int64         // per stream bound on buffered bytes waiting for the writer, default 32 MiB
+	FlushInterval time.Duration // longest a packet waits in a partial buffer, default 200ms
 	// Now is the clock retention by age is judged against; nil is
 	// time.Now. Tests set it to judge age deterministically.
 	Now func() time.Time
@@ -65,6 +68,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ring: FileMaxBytes and FileMaxDuration are both 0: set at least one so files rotate")
 	case c.MaxBytes < 0:
 		return fmt.Errorf("ring: MaxBytes %d is negative: use 0 (unlimited) or a byte count", c.MaxBytes)
+	case c.PinMaxBytes < 0:
+		return fmt.Errorf("ring: PinMaxBytes %d is negative: use 0 (a tenth of MaxBytes) or a byte count", c.PinMaxBytes)
 	case c.MaxFiles < 0:
 		return fmt.Errorf("ring: MaxFiles %d is negative: use 0 (unlimited) or a file count", c.MaxFiles)
 	case c.MaxAge < 0:

@@ -104,6 +104,13 @@ type Ring struct {
 
 	persistMu   sync.Mutex // serialises index writes
 	writeErrors atomic.Uint64
+
+	// Pins (pin.go), under mu: the snapshots, how many of them pin each
+	// file, and the size of the distinct pinned files.
+	snapshots    []Snapshot
+	pinned       map[string]int
+	pinnedBytes  int64
+	pinPersistMu sync.Mutex // serialises pins.json writes
 }
 
 // Open prepares the data directory: it creates it, recovers files a crash
@@ -123,6 +130,9 @@ func Open(cfg Config, log *zap.Logger) (*Ring, error) {
 		return nil, err
 	}
 	if err := r.loadIndex(); err != nil {
+		return nil, err
+	}
+	if err := r.loadPins(); err != nil {
 		return nil, err
 	}
 	r.enforce(r.now())
@@ -219,14 +229,25 @@ func (r *Ring) add(fi FileInfo) {
 	}
 }
 
-// enforce deletes the oldest files while any retention limit is exceeded.
+// enforce drops expired pins, then deletes the oldest unpinned files while
+// any retention limit is exceeded.
 func (r *Ring) enforce(now time.Time) {
+	r.mu.Lock()
+	expired := r.expireLocked(now)
+	r.mu.Unlock()
+	if expired {
+		if err := r.persistPins(); err != nil {
+			r.log.Warn("saving pins failed", zap.Error(err))
+		}
+	}
 	changed := false
 	for {
 		r.mu.Lock()
 		reason, ok := r.overLimit(now)
+		i := r.oldestUnpinned()
+		ok = ok && i >= 0
 		if ok {
-			r.evictLocked(reason)
+			r.evictLocked(i, reason)
 			changed = true
 		}
 		r.mu.Unlock()
@@ -241,18 +262,20 @@ func (r *Ring) enforce(now time.Time) {
 	}
 }
 
-// overLimit names the first limit that is exceeded. r.mu is held.
+// overLimit names the first limit that is exceeded. Pinned files count
+// against the pin budget, not these limits. r.mu is held.
 func (r *Ring) overLimit(now time.Time) (EvictReason, bool) {
-	if len(r.files) == 0 {
+	oldest := r.oldestUnpinned()
+	if oldest < 0 {
 		return "", false
 	}
 	c := &r.cfg
 	switch {
-	case c.MaxBytes > 0 && r.bytes > c.MaxBytes:
+	case c.MaxBytes > 0 && r.bytes-r.pinnedBytes > c.MaxBytes:
 		return EvictMaxBytes, true
-	case c.MaxFiles > 0 && len(r.files) > c.MaxFiles:
+	case c.MaxFiles > 0 && len(r.files)-len(r.pinned) > c.MaxFiles:
 		return EvictMaxFiles, true
-	case c.MaxAge > 0 && r.files[0].Last < now.Add(-c.MaxAge).UnixNano():
+	case c.MaxAge > 0 && r.files[oldest].Last < now.Add(-c.MaxAge).UnixNano():
 		return EvictMaxAge, true
 	}
 	if c.MinFreePercent > 0 {
@@ -264,13 +287,14 @@ func (r *Ring) overLimit(now time.Time) (EvictReason, bool) {
 	return "", false
 }
 
-// evictOldest deletes the oldest published file, reporting whether there
-// was one. Writers call it when the disk is full.
+// evictOldest deletes the oldest unpinned published file, reporting whether
+// there was one. Writers call it when the disk is full.
 func (r *Ring) evictOldest(reason EvictReason) bool {
 	r.mu.Lock()
-	ok := len(r.files) > 0
+	i := r.oldestUnpinned()
+	ok := i >= 0
 	if ok {
-		r.evictLocked(reason)
+		r.evictLocked(i, reason)
 	}
 	r.mu.Unlock()
 	if ok {
@@ -281,14 +305,14 @@ func (r *Ring) evictOldest(reason EvictReason) bool {
 	return ok
 }
 
-// evictLocked deletes files[0]. r.mu is held. The entry goes even when the
+// evictLocked deletes files[i]. r.mu is held. The entry goes even when the
 // file cannot be removed, or a stuck file would stall retention forever.
-func (r *Ring) evictLocked(reason EvictReason) {
-	fi := r.files[0]
+func (r *Ring) evictLocked(i int, reason EvictReason) {
+	fi := r.files[i]
 	if err := os.Remove(filepath.Join(r.cfg.Dir, fi.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Error("deleting capture file failed; dropping it from the index", zap.String("file", fi.Name), zap.Error(err))
 	}
-	r.files = slices.Delete(r.files, 0, 1)
+	r.files = slices.Delete(r.files, i, i+1)
 	r.bytes -= fi.Bytes
 	for i := range r.evictions {
 		if e := &r.evictions[i]; e.Reason == reason {
