@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/sonde-project/sonde/bpf/prefilter"
 	"os"
 	"os/exec"
 	"strings"
@@ -56,6 +57,22 @@ func fixtures() (fakeCapture, *fakeRing) {
 	return cs, rs
 }
 
+type fakePrefilter []prefilter.InterfaceStats
+
+func (f fakePrefilter) Stats() []prefilter.InterfaceStats { return f }
+
+func prefilterFixture() fakePrefilter {
+	c := func(p, b uint64) prefilter.Counter { return prefilter.Counter{Packets: p, Bytes: b} }
+	return fakePrefilter{{
+		Interface: "eth0", Packets: 5000, Bytes: 4_000_000,
+		L3:     prefilter.L3Stats{IPv4: c(4000, 3_500_000), IPv6: c(900, 480_000), ARP: c(60, 3600), Other: c(40, 16_400)},
+		L4:     prefilter.L4Stats{TCP: c(3000, 3_000_000), UDP: c(1700, 900_000), ICMP: c(200, 80_000), Other: c(100, 20_000)},
+		TCPSyn: c(120, 7200), TCPRst: c(7, 420), TCPFin: c(100, 6000),
+		FilteredOut: c(1000, 500_000), FlowsCutOff: c(3000, 3_000_000), SampledOut: c(10, 1000),
+		RunTime: 1500 * time.Microsecond, RunCount: 5000,
+	}}
+}
+
 func exposition(t *testing.T, reg *prometheus.Registry) []byte {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -78,7 +95,7 @@ func TestGolden(t *testing.T) {
 	cs, rs := fixtures()
 	reg := prometheus.NewPedanticRegistry()
 	for _, c := range []prometheus.Collector{
-		NewCaptureCollector(cs), NewRingCollector(rs),
+		NewCaptureCollector(cs), NewRingCollector(rs), NewPrefilterCollector(prefilterFixture()),
 		newBuildInfoCollector(BuildInfo{Version: "1.2.3", Revision: "abc123", GoVersion: "go1.26.8"}),
 	} {
 		reg.MustRegister(c)

@@ -22,9 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
-	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/exporter"
 	"github.com/sonde-project/sonde/internal/api"
@@ -232,42 +230,6 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
-// interfaceFilters holds the filter compiled for each interface's link type.
-type interfaceFilters map[string]capture.ClassicFilter
-
-func (f interfaceFilters) Attach(iface string, fd int) error {
-	prog, ok := f[iface]
-	if !ok {
-		return fmt.Errorf("no filter compiled for interface %q", iface)
-	}
-	return prog.Attach(iface, fd)
-}
-
-// compileFilter compiles expr for the link type of every interface. An empty
-// expression needs no filter (capture then accepts everything).
-func compileFilter(expr string, ifaces []string, snaplen int) (capture.Filter, error) {
-	if expr == "" {
-		return nil, nil
-	}
-	out := interfaceFilters{}
-	for _, name := range ifaces {
-		lt, err := capture.LinkTypeOf(name)
-		if err != nil {
-			return nil, fmt.Errorf("compile --filter: %w", err)
-		}
-		prog, err := bpf.Compile(expr, bpf.LinkType(lt), snaplen)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("invalid --filter for interface %q: %w", name, err)}
-		}
-		cf := make(capture.ClassicFilter, len(prog))
-		for i, in := range prog {
-			cf[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
-		}
-		out[name] = cf
-	}
-	return out, nil
-}
-
 // health is what the API reads: capture state, ring state, and whether the
 // ring can take a new file.
 type health struct {
@@ -288,11 +250,16 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	var (
 		filter     capture.Filter
 		pcapFilter string
+		pf         *prefilters
+		mode       = filterMode{Mode: "classic"}
 	)
 	if cfg.Engine == capture.EnginePcap {
-		pcapFilter = cfg.Filter
-	} else if filter, err = compileFilter(cfg.Filter, cfg.Interfaces, cfg.Snaplen); err != nil {
+		pcapFilter, mode.Mode = cfg.Filter, "libpcap"
+	} else if filter, pf, mode, err = buildFilter(cfg, log); err != nil {
 		return err
+	}
+	if pf != nil {
+		defer pf.Close()
 	}
 	capCfg := capture.Config{
 		Interfaces:   cfg.Interfaces,
@@ -340,7 +307,13 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	if err := exporter.Register(reg, build, cp, rg); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if pf != nil {
+		if err := reg.Register(exporter.NewPrefilterCollector(pf)); err != nil {
+			return fmt.Errorf("register prefilter metrics: %w", err)
+		}
+	}
 	srv := api.New(api.Options{
+		Filter: api.FilterHealth{Mode: mode.Mode, Expression: cfg.Filter, Note: mode.Note},
 		Listen: cfg.Listen, Listener: ln, Version: build.Version, DataDir: cfg.DataDir, MinFreePercent: cfg.MinFreePercent,
 	}, log.With(zap.String("component", "api")), reg, health{cp, rg})
 

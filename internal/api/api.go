@@ -41,6 +41,8 @@ type HealthSource interface {
 
 // Options configure a Server. Zero timeouts take the defaults below.
 type Options struct {
+	// Filter says which filter runs where, for /api/health.
+	Filter FilterHealth
 	// Listen is the host:port to listen on, used when Listener is nil.
 	Listen string
 	// Listener, if set, is served instead of listening on Listen (tests, or
@@ -208,6 +210,16 @@ type Health struct {
 	Disk          DiskHealth        `json:"disk"`
 	Ring          RingHealth        `json:"ring"`
 	Process       ProcessHealth     `json:"process"`
+	Filter        FilterHealth      `json:"filter"`
+}
+
+// FilterHealth says where the capture filter runs: "classic" (BPF on the
+// socket), "ebpf" (sonde's prefilter) or "libpcap"; Note says why the mode
+// is not the one configured (eBPF not allowed here, say).
+type FilterHealth struct {
+	Mode       string `json:"mode"`
+	Expression string `json:"expression"`
+	Note       string `json:"note,omitempty"`
 }
 
 // ProcessHealth is who the daemon runs as, so operators can check the
@@ -295,6 +307,7 @@ func (s *Server) healthReport() Health {
 		}
 	}
 	h.Ring = RingHealth{Files: rs.Files, Bytes: rs.Bytes, OldestPacket: packetTime(rs.OldestPacket), NewestPacket: packetTime(rs.NewestPacket)}
+	h.Filter = s.opts.Filter
 	if ps, err := privilege.Self(); err == nil {
 		h.Process = ProcessHealth{
 			UID: ps.UID, GID: ps.GID, NoNewPrivs: ps.NoNewPrivs,

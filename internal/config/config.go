@@ -41,6 +41,13 @@ type Config struct {
 	// Engine is the capture engine: afpacket (sonde's own reader) or pcap
 	// (libpcap, in binaries built with -tags libpcap).
 	Engine string `yaml:"engine"`
+	// Prefilter is where the filter runs: classic BPF, or sonde's eBPF
+	// program, which also counts every packet by class and can cut flows off
+	// and sample.
+	Prefilter         string `yaml:"prefilter"`
+	FlowCutoffPackets int    `yaml:"flow_cutoff_packets"`
+	FlowCutoffBytes   Size   `yaml:"flow_cutoff_bytes"`
+	Sample            int    `yaml:"sample"`
 	// Filter is a tcpdump filter expression compiled to classic BPF and
 	// attached to every capture socket; empty captures everything.
 	Filter string `yaml:"filter"`
@@ -92,6 +99,7 @@ func Default() *Config {
 		Workers:             0,
 		Promisc:             true,
 		Engine:              capture.EngineAFPacket,
+		Prefilter:           "classic",
 		CaptureRingBytes:    64 * MiB,
 		CaptureBlockBytes:   1 * MiB,
 		CaptureBlockTimeout: 10 * time.Millisecond,
@@ -192,6 +200,30 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("engine", c.Engine, "want afpacket or pcap")
+	}
+	switch c.Prefilter {
+	case "classic":
+		if c.FlowCutoffPackets != 0 {
+			bad("flow-cutoff-packets", c.FlowCutoffPackets, "needs --prefilter ebpf")
+		}
+		if c.FlowCutoffBytes != 0 {
+			bad("flow-cutoff-bytes", c.FlowCutoffBytes, "needs --prefilter ebpf")
+		}
+		if c.Sample > 1 {
+			bad("sample", c.Sample, "needs --prefilter ebpf")
+		}
+	case "ebpf":
+		if c.Engine == capture.EnginePcap {
+			bad("prefilter", c.Prefilter, "the eBPF prefilter needs --engine afpacket")
+		}
+	default:
+		bad("prefilter", c.Prefilter, "want classic or ebpf")
+	}
+	if c.FlowCutoffPackets < 0 {
+		bad("flow-cutoff-packets", c.FlowCutoffPackets, "want 0 (off) or a packet count")
+	}
+	if c.Sample < 0 {
+		bad("sample", c.Sample, "want 0 or 1 (off), or N to keep 1 packet in N")
 	}
 	if c.Filter != "" && c.Engine != capture.EnginePcap {
 		// libpcap checks its own (wider) syntax when the pcap engine opens.

@@ -40,6 +40,10 @@ var settings = []setting{
 	{"promisc", []string{"SONDE_PROMISC"}, "promisc", "put interfaces in promiscuous mode", func(c *Config) any { return &c.Promisc }},
 	{"user", []string{"SONDE_USER"}, "user", "numeric UID[:GID] to run as once capture is set up, with no capabilities (default: stay as started)", func(c *Config) any { return &c.User }},
 	{"engine", []string{"SONDE_ENGINE"}, "engine", "capture engine: afpacket, or pcap (libpcap, in builds with -tags libpcap)", func(c *Config) any { return &c.Engine }},
+	{"prefilter", []string{"SONDE_PREFILTER"}, "prefilter", "where the filter runs: classic (BPF) or ebpf (also counts every packet by class; falls back to classic where eBPF is not allowed)", func(c *Config) any { return &c.Prefilter }},
+	{"flow-cutoff-packets", []string{"SONDE_FLOW_CUTOFF_PACKETS"}, "flow_cutoff_packets", "keep only the first N packets of each flow (0: all; needs --prefilter ebpf)", func(c *Config) any { return &c.FlowCutoffPackets }},
+	{"flow-cutoff-bytes", []string{"SONDE_FLOW_CUTOFF_BYTES"}, "flow_cutoff_bytes", "keep each flow's packets only until it carried this much (0: all; needs --prefilter ebpf)", func(c *Config) any { return &c.FlowCutoffBytes }},
+	{"sample", []string{"SONDE_SAMPLE"}, "sample", "keep 1 packet in N, at random (0 or 1: all; needs --prefilter ebpf)", func(c *Config) any { return &c.Sample }},
 	{"filter", []string{"SONDE_FILTER"}, "filter", "tcpdump filter expression: capture only what it matches (default: everything)", func(c *Config) any { return &c.Filter }},
 	{"capture-ring-bytes", []string{"SONDE_CAPTURE_RING_BYTES"}, "capture_ring_bytes", "kernel ring size per worker socket (at least 4 blocks)", func(c *Config) any { return &c.CaptureRingBytes }},
 	{"capture-block-bytes", []string{"SONDE_CAPTURE_BLOCK_BYTES"}, "capture_block_bytes", "kernel ring block size (power of two, 64KiB-128MiB)", func(c *Config) any { return &c.CaptureBlockBytes }},
@@ -193,6 +197,7 @@ func Load(args []string, env func(string) (string, bool)) (*Config, error) {
 func (c *Config) normalize() {
 	c.FileFormat = strings.ToLower(c.FileFormat)
 	c.Engine = strings.ToLower(c.Engine)
+	c.Prefilter = strings.ToLower(c.Prefilter)
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	c.LogFormat = strings.ToLower(c.LogFormat)
 }

@@ -86,7 +86,15 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // flags and waits for /api/ready.
 func startDaemon(t *testing.T, ns, dataDir string, flags ...string) *daemon {
 	t.Helper()
+	return startDaemonWrapped(t, ns, dataDir, nil, flags...)
+}
+
+// startDaemonWrapped is startDaemon with sonde run under a wrapper command
+// (setpriv, say).
+func startDaemonWrapped(t *testing.T, ns, dataDir string, wrapper []string, flags ...string) *daemon {
+	t.Helper()
 	args := append([]string{sondeBinary(t), "run", "--data-dir", dataDir, "--listen", listenAddr, "--node-name", "e2e"}, flags...)
+	args = append(append([]string{}, wrapper...), args...)
 	d := &daemon{t: t, ns: ns, dataDir: dataDir, log: new(bytes.Buffer), logMu: new(sync.Mutex),
 		done: make(chan struct{}), client: netnstest.HTTPClient(ns)}
 	d.cmd = netnstest.Command(ns, args...)
@@ -475,4 +483,15 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// countLines counts the lines of s containing sub.
+func countLines(s, sub string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
 }
