@@ -190,6 +190,7 @@ func (r *Ring) loadIndex() error {
 	r.bytes = 0
 	for _, f := range files {
 		r.bytes += f.Bytes
+		r.maxSpan = max(r.maxSpan, f.Last-f.First)
 	}
 	r.mu.Unlock()
 	return nil

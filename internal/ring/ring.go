@@ -98,6 +98,7 @@ type Ring struct {
 	mu        sync.Mutex
 	files     []FileInfo // published, sorted by First
 	bytes     int64
+	maxSpan   int64 // at least the largest Last-First of files (see Window)
 	evictions [len(evictReasons)]Eviction
 	streams   []*Stream
 	pending   sync.WaitGroup // one per stream whose writer still runs
@@ -221,6 +222,7 @@ func (r *Ring) add(fi FileInfo) {
 	})
 	r.files = slices.Insert(r.files, i, fi)
 	r.bytes += fi.Bytes
+	r.maxSpan = max(r.maxSpan, fi.Last-fi.First)
 	r.mu.Unlock()
 	r.enforce(r.now())
 	if err := r.persist(); err != nil {
@@ -408,4 +410,37 @@ func (r *Ring) SetRetention(ret Retention) error {
 	r.mu.Unlock()
 	r.enforce(r.now())
 	return nil
+}
+
+// Lookup returns the index entry of the published file named name.
+func (r *Ring) Lookup(name string) (FileInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := r.indexOf(name); i >= 0 {
+		return r.files[i], true
+	}
+	return FileInfo{}, false
+}
+
+// Window returns the published files holding packets in [from, to) (unix
+// ns), ordered by first packet. The index is sorted by first packet, and
+// maxSpan bounds how long before from a file that still reaches into the
+// window can start, so two binary searches bound the candidates:
+// O(log files + matches) however large the index is.
+func (r *Ring) Window(from, to int64) []FileInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return window(r.files, r.maxSpan, from, to)
+}
+
+func window(files []FileInfo, maxSpan, from, to int64) []FileInfo {
+	lo := sort.Search(len(files), func(i int) bool { return files[i].First >= from-maxSpan })
+	hi := sort.Search(len(files), func(i int) bool { return files[i].First >= to })
+	var out []FileInfo
+	for _, f := range files[lo:max(lo, hi)] {
+		if f.Last >= from {
+			out = append(out, f)
+		}
+	}
+	return out
 }
