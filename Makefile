@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 PKGS     := ./...
 
-.PHONY: build build-libpcap run test bench fuzz generate lint clean
+.PHONY: build build-libpcap run test generate-check bench fuzz generate lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sonde
@@ -49,6 +49,10 @@ fuzz:
 
 generate:
 	$(GO) generate $(PKGS)
+
+# CI: regenerating (clang, bpf2go) must reproduce the committed objects.
+generate-check: generate
+	git diff --exit-code -- bpf/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
