@@ -1,0 +1,312 @@
+// Package extract cuts a time window out of the capture ring as one pcap
+// stream.
+//
+// Data enters as the ring's index entries of the files overlapping the
+// window (ring.Window) and a directory handle (os.Root) they are opened
+// through; it leaves as a single nanosecond pcap written to an io.Writer
+// while the files are read. Each capture worker's files are in time order,
+// so the files are grouped into one sequence per worker and the sequences
+// are merged by a k-way heap merge on packet time: memory is one read
+// window per worker and one output buffer, whatever the window's length.
+package extract
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/sonde-project/sonde/bpf"
+	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/pcapio"
+	"github.com/sonde-project/sonde/internal/ring"
+)
+
+// Snaplen is the snaplen written in the output header: the largest any
+// sonde file can hold, so no packet of the ring is longer.
+const Snaplen = pcapio.MaxRecordBytes
+
+// Request is one extraction.
+type Request struct {
+	From, To int64 // [From, To) in unix ns
+	// Match, if set, keeps only the packets it accepts (see Compile).
+	Match bpf.Program
+	// MaxBytes bounds the bytes written, header included (0: no bound). The
+	// output then ends at the last whole record that fits.
+	MaxBytes int64
+}
+
+// Result says what an extraction wrote.
+type Result struct {
+	Packets uint64
+	Bytes   int64
+	Files   int // files read
+	// Missing counts files of the window evicted before they could be
+	// opened; their packets are not in the output.
+	Missing int
+	// Truncated is set when MaxBytes stopped the output early.
+	Truncated bool
+}
+
+// MixedLinkTypesError is returned when the window's files have different
+// link types, which one pcap stream cannot hold.
+type MixedLinkTypesError struct {
+	LinkTypes map[capture.LinkType][]string // link type -> interfaces
+}
+
+func (e *MixedLinkTypesError) Error() string {
+	var parts []string
+	for lt, ifs := range e.LinkTypes {
+		parts = append(parts, fmt.Sprintf("link type %d (%s)", lt, strings.Join(ifs, ", ")))
+	}
+	slices.Sort(parts)
+	return fmt.Sprintf("the window spans interfaces of different link types: %s; one pcap holds one link type, so select interfaces of one link type with interface=NAME",
+		strings.Join(parts, " and "))
+}
+
+// LinkType returns the link type shared by files, or a MixedLinkTypesError.
+// It is Ethernet when files is empty.
+func LinkType(files []ring.FileInfo) (capture.LinkType, error) {
+	if len(files) == 0 {
+		return capture.LinkTypeEthernet, nil
+	}
+	byLT := map[capture.LinkType][]string{}
+	for _, f := range files {
+		if !slices.Contains(byLT[f.LinkType], f.Interface) {
+			byLT[f.LinkType] = append(byLT[f.LinkType], f.Interface)
+		}
+	}
+	if len(byLT) > 1 {
+		return 0, &MixedLinkTypesError{LinkTypes: byLT}
+	}
+	return files[0].LinkType, nil
+}
+
+// stream is one worker's files, read one after the other.
+type stream struct {
+	files []ring.FileInfo
+	next  int // index of the next file to open
+	f     *os.File
+	rd    *pcapio.Reader
+	rec   pcapio.Record
+}
+
+// Extract writes the packets of files (the ring's entries overlapping the
+// window, all of one link type) in [req.From, req.To) to w as one pcap,
+// in time order. It stops at the first error of w or when ctx ends.
+func Extract(ctx context.Context, w io.Writer, root *os.Root, files []ring.FileInfo, req Request) (Result, error) {
+	lt, err := LinkType(files)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	out := &output{w: w, buf: make([]byte, 0, outBufBytes), max: req.MaxBytes}
+	out.buf = pcapio.AppendFileHeader(out.buf, pcapio.FormatPcap, lt, Snaplen, "")
+	out.n = int64(len(out.buf))
+
+	streams := group(files)
+	defer func() {
+		for _, s := range streams {
+			s.close()
+		}
+	}()
+	h := make(mergeHeap, 0, len(streams))
+	for _, s := range streams {
+		ok, err := s.advance(root, req.From, req.To, &res)
+		if err != nil {
+			return res, err
+		}
+		if ok {
+			h = append(h, s)
+		}
+	}
+	h.init()
+	for len(h) > 0 {
+		s := h[0]
+		r := &s.rec
+		if req.Match == nil || req.Match.Match(r.Data, int(r.Length)) != 0 {
+			if !out.record(r) {
+				res.Truncated = true
+				break
+			}
+			res.Packets++
+			if len(out.buf) >= flushBytes {
+				if err := ctx.Err(); err != nil {
+					return res, err
+				}
+				if err := out.flush(); err != nil {
+					return res, err
+				}
+			}
+		}
+		ok, err := s.advance(root, req.From, req.To, &res)
+		if err != nil {
+			return res, err
+		}
+		if ok {
+			h.fix0()
+		} else {
+			h.pop0()
+		}
+	}
+	err = out.flush()
+	res.Bytes = out.n
+	return res, err
+}
+
+// group splits files into one time-ordered sequence per capture worker.
+func group(files []ring.FileInfo) []*stream {
+	type key struct {
+		node, iface string
+		worker      int
+	}
+	byKey := map[key]*stream{}
+	var out []*stream
+	for _, f := range files {
+		k := key{f.Node, f.Interface, f.Worker}
+		s := byKey[k]
+		if s == nil {
+			s = &stream{}
+			byKey[k] = s
+			out = append(out, s)
+		}
+		s.files = append(s.files, f)
+	}
+	for _, s := range out {
+		slices.SortStableFunc(s.files, func(a, b ring.FileInfo) int { return int(min(max(a.First-b.First, -1), 1)) })
+	}
+	return out
+}
+
+// advance moves s to its next packet in [from, to), opening the stream's
+// next file as needed, and reports whether there is one. A worker's packets
+// are in time order, so the first at or after to ends the stream.
+func (s *stream) advance(root *os.Root, from, to int64, res *Result) (bool, error) {
+	for {
+		if s.rd == nil {
+			if s.next == len(s.files) {
+				return false, nil
+			}
+			fi := s.files[s.next]
+			s.next++
+			f, err := root.Open(fi.Name)
+			if errors.Is(err, fs.ErrNotExist) {
+				res.Missing++ // evicted since the lookup
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("extract: opening %s: %w", fi.Name, err)
+			}
+			rd, err := pcapio.NewReader(f)
+			if err != nil {
+				f.Close()
+				return false, fmt.Errorf("extract: reading %s: %w", fi.Name, err)
+			}
+			s.f, s.rd = f, rd
+			res.Files++
+		}
+		rec, err := s.rd.Next()
+		if err == nil && rec.Timestamp >= to {
+			s.close()
+			s.next = len(s.files)
+			return false, nil
+		}
+		if err == nil && rec.Timestamp >= from {
+			s.rec = rec
+			return true, nil
+		}
+		if err == nil {
+			continue
+		}
+		name := s.f.Name()
+		s.close()
+		if err != io.EOF {
+			return false, fmt.Errorf("extract: reading %s: %w", name, err)
+		}
+	}
+}
+
+func (s *stream) close() {
+	if s.f != nil {
+		s.f.Close()
+	}
+	s.f, s.rd = nil, nil
+}
+
+// mergeHeap is a min-heap of streams on their current packet's time; ties
+// go to the stream listed first, so the output is deterministic.
+type mergeHeap []*stream
+
+func (h mergeHeap) less(i, j int) bool { return h[i].rec.Timestamp < h[j].rec.Timestamp }
+
+func (h mergeHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h mergeHeap) fix0() { h.down(0) }
+
+func (h *mergeHeap) pop0() {
+	old := *h
+	n := len(old) - 1
+	old[0] = old[n]
+	old[n] = nil
+	*h = old[:n]
+	h.down(0)
+}
+
+func (h mergeHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+const (
+	outBufBytes = 1<<20 + pcapio.MaxRecordBytes + 64
+	flushBytes  = 1 << 20
+)
+
+// output batches records into large writes and counts what it wrote.
+type output struct {
+	w   io.Writer
+	buf []byte
+	n   int64 // bytes written or buffered
+	max int64
+}
+
+// record appends one record unless it would pass the byte bound.
+func (o *output) record(r *pcapio.Record) bool {
+	size := int64(pcapio.RecordLen(pcapio.FormatPcap, len(r.Data)))
+	if o.max > 0 && o.n+size > o.max {
+		return false
+	}
+	o.buf = pcapio.AppendRecord(o.buf, pcapio.FormatPcap, r.Timestamp, r.Length, r.Data)
+	o.n += size
+	return true
+}
+
+func (o *output) flush() error {
+	if len(o.buf) == 0 {
+		return nil
+	}
+	_, err := o.w.Write(o.buf)
+	o.buf = o.buf[:0]
+	return err
+}
