@@ -278,7 +278,7 @@ func TestMixedLinkTypes(t *testing.T) {
 
 func TestParseFlow(t *testing.T) {
 	good := map[string]string{
-		"10.0.0.1:40000-10.0.0.2:443/tcp":   "tcp and ((src host 10.0.0.1 and src port 40000 and dst host 10.0.0.2 and dst port 443) or (src host 10.0.0.2 and src port 443 and dst host 10.0.0.1 and dst port 40000))",
+		"10.0.0.1:40000-10.0.0.2:443/tcp":      "tcp and ((src host 10.0.0.1 and src port 40000 and dst host 10.0.0.2 and dst port 443) or (src host 10.0.0.2 and src port 443 and dst host 10.0.0.1 and dst port 40000))",
 		"[2001:db8::1]:53-[2001:db8::2]:5/UDP": "udp and ((src host 2001:db8::1 and src port 53 and dst host 2001:db8::2 and dst port 5) or (src host 2001:db8::2 and src port 5 and dst host 2001:db8::1 and dst port 53))",
 	}
 	for in, want := range good {
