@@ -195,7 +195,24 @@ func (r *Ring) pinLocked(s Snapshot, delta int) {
 		if (before == 0) != (after <= 0) {
 			if i := r.indexOf(name); i >= 0 {
 				r.pinnedBytes += int64(delta) * r.files[i].Bytes
+				r.pinnedCount += delta
 			}
+		}
+	}
+}
+
+// recountPinsLocked recomputes the pinned bytes and files from the index,
+// so files that left it by any path (a file deleted under the ring's feet,
+// say) stop counting against the budget and the limits. r.mu is held.
+func (r *Ring) recountPinsLocked() {
+	r.pinnedBytes, r.pinnedCount = 0, 0
+	if len(r.pinned) == 0 {
+		return
+	}
+	for i := range r.files {
+		if r.pinned[r.files[i].Name] > 0 {
+			r.pinnedBytes += r.files[i].Bytes
+			r.pinnedCount++
 		}
 	}
 }

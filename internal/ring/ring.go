@@ -111,6 +111,7 @@ type Ring struct {
 	snapshots    []Snapshot
 	pinned       map[string]int
 	pinnedBytes  int64
+	pinnedCount  int // files of the index that are pinned
 	pinPersistMu sync.Mutex // serialises pins.json writes
 }
 
@@ -236,6 +237,7 @@ func (r *Ring) add(fi FileInfo) {
 func (r *Ring) enforce(now time.Time) {
 	r.mu.Lock()
 	expired := r.expireLocked(now)
+	r.recountPinsLocked()
 	r.mu.Unlock()
 	if expired {
 		if err := r.persistPins(); err != nil {
@@ -275,7 +277,7 @@ func (r *Ring) overLimit(now time.Time) (EvictReason, bool) {
 	switch {
 	case c.MaxBytes > 0 && r.bytes-r.pinnedBytes > c.MaxBytes:
 		return EvictMaxBytes, true
-	case c.MaxFiles > 0 && len(r.files)-len(r.pinned) > c.MaxFiles:
+	case c.MaxFiles > 0 && len(r.files)-r.pinnedCount > c.MaxFiles:
 		return EvictMaxFiles, true
 	case c.MaxAge > 0 && r.files[oldest].Last < now.Add(-c.MaxAge).UnixNano():
 		return EvictMaxAge, true
