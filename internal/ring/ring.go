@@ -111,7 +111,7 @@ type Ring struct {
 	snapshots    []Snapshot
 	pinned       map[string]int
 	pinnedBytes  int64
-	pinnedCount  int // files of the index that are pinned
+	pinnedCount  int        // files of the index that are pinned
 	pinPersistMu sync.Mutex // serialises pins.json writes
 }
 
