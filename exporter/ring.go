@@ -18,7 +18,7 @@ type RingCollector struct {
 	src RingSource
 
 	userDrops, written, writtenBytes, published             *prometheus.Desc
-	files, bytes, oldest, newest, writeErrors               *prometheus.Desc
+	files, bytes, oldest, newest, writeErrors, vanished     *prometheus.Desc
 	evictedFiles, evictedBytes, evictedPackets, free, total *prometheus.Desc
 }
 
@@ -38,6 +38,7 @@ func NewRingCollector(src RingSource) *RingCollector {
 		oldest:         d("ring", "oldest_packet_timestamp_seconds", "Time of the oldest packet in the ring, 0 when it is empty."),
 		newest:         d("ring", "newest_packet_timestamp_seconds", "Time of the newest packet in the ring, 0 when it is empty."),
 		writeErrors:    d("ring", "write_errors_total", "Failed writes, syncs or renames of capture files."),
+		vanished:       d("ring", "files_vanished_total", "Published capture files deleted by something other than sonde, dropped from the index."),
 		evictedFiles:   d("ring", "evicted_files_total", "Capture files deleted to respect a ring limit, by limit.", "reason"),
 		evictedBytes:   d("ring", "evicted_bytes_total", "Bytes of capture files deleted to respect a ring limit, by limit.", "reason"),
 		evictedPackets: d("ring", "evicted_packets_total", "Packets in capture files deleted to respect a ring limit, by limit.", "reason"),
@@ -50,7 +51,7 @@ func NewRingCollector(src RingSource) *RingCollector {
 func (c *RingCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.userDrops, c.written, c.writtenBytes, c.published,
-		c.files, c.bytes, c.oldest, c.newest, c.writeErrors,
+		c.files, c.bytes, c.oldest, c.newest, c.writeErrors, c.vanished,
 		c.evictedFiles, c.evictedBytes, c.evictedPackets, c.free, c.total,
 	} {
 		ch <- d
@@ -101,6 +102,7 @@ func (c *RingCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.oldest, nanosToSeconds(st.OldestPacket))
 	gauge(c.newest, nanosToSeconds(st.NewestPacket))
 	counter(c.writeErrors, st.WriteErrors)
+	counter(c.vanished, st.Vanished)
 	// Sum by reason, so a source listing a reason twice cannot make the
 	// scrape fail with duplicate series.
 	evict := make(map[EvictReason]*Eviction)

@@ -247,11 +247,17 @@ type InterfaceHealth struct {
 }
 
 // DiskHealth describes the data volume.
+// recentWriteError is how long a failed write keeps /api/health degraded.
+const recentWriteError = 10 * time.Second
+
 type DiskHealth struct {
 	Path        string  `json:"path"`
 	FreeBytes   uint64  `json:"free_bytes"`
 	TotalBytes  uint64  `json:"total_bytes"`
 	FreePercent float64 `json:"free_percent"`
+	// Error is why the volume is failing: the probe write fails now, or a
+	// capture file write failed in the last seconds.
+	Error string `json:"error,omitempty"`
 }
 
 // RingHealth summarises the capture file ring. Packet times are RFC 3339
@@ -300,6 +306,13 @@ func (s *Server) healthReport() Health {
 
 	rs := s.health.Stats()
 	h.Disk = DiskHealth{Path: s.opts.DataDir, FreeBytes: rs.FreeBytes, TotalBytes: rs.TotalBytes}
+	// A volume that refuses writes, now or in the last moments, makes the
+	// sensor degraded, with the error an operator needs to fix it.
+	if err := s.health.Writable(); err != nil {
+		h.Status, h.Disk.Error = StatusDegraded, err.Error()
+	} else if rs.LastWriteErrorAt != 0 && time.Since(time.Unix(0, rs.LastWriteErrorAt)) < recentWriteError {
+		h.Status, h.Disk.Error = StatusDegraded, rs.LastWriteError
+	}
 	if rs.TotalBytes > 0 {
 		h.Disk.FreePercent = float64(rs.FreeBytes) / float64(rs.TotalBytes) * 100
 		if h.Disk.FreePercent < float64(s.opts.MinFreePercent) {

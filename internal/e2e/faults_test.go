@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,6 +147,113 @@ func TestInterfaceFaults(t *testing.T) {
 	}
 	for s := range want {
 		compareFrames(t, "flow "+strconv.Itoa(int(s)), want[s], got[s])
+	}
+	checkIndexMatchesDisk(t, dir)
+}
+
+// TestDiskFaults puts the data volume through faults while sonde captures:
+// remounted read-only (health turns degraded with the error, readiness
+// fails, the packets that could not be written are counted), back to
+// read-write (writing resumes by itself, health recovers), published files
+// deleted by hand (dropped from the index and counted), and the index file
+// overwritten with garbage (rewritten whole at the next publish). Through all
+// of it the accounting adds up: packets read = in files + evicted + deleted
+// by hand + dropped in user space.
+func TestDiskFaults(t *testing.T) {
+	p := netnstest.New(t)
+	dir := netnstest.TmpFS(t, "16m")
+	d := startDaemon(t, p.B.NS, dir, "--interface", p.B.Iface, "--workers", "1",
+		"--file-max-bytes", "128KiB", "--min-free-percent", "0", "--ring-max-bytes", "1GiB")
+	s := sender(t, p)
+	sent := 0
+	send := func(stream uint32, n int) {
+		t.Helper()
+		frames := p.Flow(stream).Frames(netnstest.MixedSizes(n, uint64(stream)))
+		if err := s.SendPaced(frames, chunk, pause); err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+		d.waitCaptured(float64(sent), p.B.Iface)
+	}
+	health := func() (status, diskErr string) {
+		t.Helper()
+		code, body, err := d.get("/api/health")
+		if err != nil || code != 200 {
+			t.Fatalf("/api/health: %d %v", code, err)
+		}
+		var h struct {
+			Status string `json:"status"`
+			Disk   struct {
+				Error string `json:"error"`
+			} `json:"disk"`
+		}
+		if err := json.Unmarshal(body, &h); err != nil {
+			t.Fatal(err)
+		}
+		return h.Status, h.Disk.Error
+	}
+	mount := func(opts string) {
+		t.Helper()
+		if out, err := exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err != nil {
+			t.Fatalf("remount %s: %v: %s", opts, err, out)
+		}
+	}
+	send(50, 1000)
+
+	mount("ro")
+	t.Cleanup(func() { exec.Command("mount", "-o", "remount,rw", dir).Run() })
+	send(51, 1000)
+	waitUntil(t, 10*time.Second, "health degraded on a read-only volume", func() bool {
+		st, e := health()
+		return st == "degraded" && strings.Contains(e, "read-only")
+	})
+	if code, _, _ := d.get("/api/ready"); code != 503 {
+		t.Errorf("/api/ready = %d on a read-only volume, want 503", code)
+	}
+	mount("rw")
+	send(52, 1000)
+	waitUntil(t, 20*time.Second, "health ok again once the volume is writable", func() bool {
+		st, _ := health()
+		return st == "ok"
+	})
+	if code, _, _ := d.get("/api/ready"); code != 200 {
+		t.Errorf("/api/ready = %d after the volume recovered, want 200", code)
+	}
+
+	// Files deleted by hand, and the index damaged.
+	idx := readIndex(t, dir)
+	var deletedPackets uint64
+	for _, e := range idx[:2] {
+		deletedPackets += e.Packets
+		if err := os.Remove(filepath.Join(dir, e.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.jsonl"), []byte("{garbage\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the vanished files to be dropped from the index", func() bool {
+		return d.metrics().sum("sonde_ring_files_vanished_total") == 2
+	})
+	send(53, 1000)
+	time.Sleep(500 * time.Millisecond)
+	m := d.metrics()
+	d.stop()
+
+	onDisk := 0
+	for _, fn := range publishedFiles(t, dir) {
+		onDisk += capinfosPackets(t, fn)
+	}
+	read := m.sum("sonde_capture_packets_total")
+	evicted := m.sum("sonde_ring_evicted_packets_total")
+	userDrops := m.sum("sonde_capture_user_drops_total")
+	t.Logf("read %v = %d on disk + %v evicted + %d deleted by hand + %v user drops (write errors %v)",
+		read, onDisk, evicted, deletedPackets, userDrops, m.sum("sonde_ring_write_errors_total"))
+	if userDrops == 0 {
+		t.Errorf("no user-space drops counted while the volume was read-only")
+	}
+	if read != float64(onDisk)+evicted+float64(deletedPackets)+userDrops {
+		t.Errorf("accounting does not add up")
 	}
 	checkIndexMatchesDisk(t, dir)
 }

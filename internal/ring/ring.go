@@ -59,8 +59,13 @@ type Stats struct {
 	Bytes                      int64
 	OldestPacket, NewestPacket int64  // unix ns over published files, 0 when empty
 	WriteErrors                uint64 // failed write/create/fsync/rename calls
-	Evictions                  []Eviction
-	FreeBytes, TotalBytes      uint64 // the data volume (statfs)
+	Vanished                   uint64 // published files deleted by someone else
+	// LastWriteError is the last failure behind WriteErrors and when it
+	// happened (unix ns; 0 if never).
+	LastWriteError        string
+	LastWriteErrorAt      int64
+	Evictions             []Eviction
+	FreeBytes, TotalBytes uint64 // the data volume (statfs)
 }
 
 // StreamStats describe one stream.
@@ -105,6 +110,10 @@ type Ring struct {
 
 	persistMu   sync.Mutex // serialises index writes
 	writeErrors atomic.Uint64
+	vanished    atomic.Uint64 // published files that disappeared from under the ring
+	errMu       sync.Mutex
+	lastErr     string // the last failed create/write/fsync/rename/index save
+	lastErrAt   time.Time
 
 	// Pins (pin.go), under mu: the snapshots, how many of them pin each
 	// file, and the size of the distinct pinned files.
@@ -188,6 +197,7 @@ func (r *Ring) Run(ctx context.Context) error {
 	defer t.Stop()
 	drained := make(chan struct{})
 	stopping := ctx.Done()
+	ticks := 0
 	for {
 		select {
 		case <-stopping:
@@ -204,6 +214,9 @@ func (r *Ring) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			r.enforce(r.now())
+			if ticks++; ticks%reconcileEvery == 0 {
+				r.reconcile()
+			}
 		}
 	}
 }
@@ -227,7 +240,7 @@ func (r *Ring) add(fi FileInfo) {
 	r.mu.Unlock()
 	r.enforce(r.now())
 	if err := r.persist(); err != nil {
-		r.writeErrors.Add(1)
+		r.writeFailed(err)
 		r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
 	}
 }
@@ -343,6 +356,7 @@ func (r *Ring) Stats() Stats {
 		Files:       len(r.files),
 		Bytes:       r.bytes,
 		WriteErrors: r.writeErrors.Load(),
+		Vanished:    r.vanished.Load(),
 		Evictions:   slices.Clone(r.evictions[:]),
 	}
 	for _, f := range r.files {
@@ -352,6 +366,12 @@ func (r *Ring) Stats() Stats {
 		st.NewestPacket = max(st.NewestPacket, f.Last)
 	}
 	r.mu.Unlock()
+	r.errMu.Lock()
+	st.LastWriteError = r.lastErr
+	if !r.lastErrAt.IsZero() {
+		st.LastWriteErrorAt = r.lastErrAt.UnixNano()
+	}
+	r.errMu.Unlock()
 	st.FreeBytes, st.TotalBytes, _ = r.statfs()
 	return st
 }
@@ -445,4 +465,55 @@ func window(files []FileInfo, maxSpan, from, to int64) []FileInfo {
 		}
 	}
 	return out
+}
+
+// reconcileEvery is how many retention ticks (seconds) pass between checks
+// that the indexed files are still there.
+const reconcileEvery = 10
+
+// writeFailed counts a failed create, write, fsync, rename or index save and
+// keeps it for health, so an operator sees what is wrong with the volume.
+func (r *Ring) writeFailed(err error) {
+	r.writeErrors.Add(1)
+	r.errMu.Lock()
+	r.lastErr, r.lastErrAt = err.Error(), time.Now()
+	r.errMu.Unlock()
+}
+
+// reconcile drops from the index the files someone deleted under the ring's
+// feet, so the index, retention and the API never speak of files that are
+// gone.
+func (r *Ring) reconcile() {
+	entries, err := os.ReadDir(r.cfg.Dir)
+	if err != nil {
+		r.writeFailed(fmt.Errorf("listing the data directory: %w", err))
+		return
+	}
+	present := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		present[e.Name()] = true
+	}
+	r.mu.Lock()
+	kept := r.files[:0]
+	var gone []string
+	for _, f := range r.files {
+		if present[f.Name] {
+			kept = append(kept, f)
+			continue
+		}
+		gone = append(gone, f.Name)
+		r.bytes -= f.Bytes
+	}
+	clear(r.files[len(kept):])
+	r.files = kept
+	r.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	r.vanished.Add(uint64(len(gone)))
+	r.log.Warn("published capture files vanished from the data directory; dropped from the index",
+		zap.Int("files", len(gone)), zap.String("first", gone[0]))
+	if err := r.persist(); err != nil {
+		r.writeFailed(err)
+	}
 }

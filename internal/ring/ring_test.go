@@ -675,3 +675,30 @@ func TestSetRetention(t *testing.T) {
 		t.Fatalf("%d directory entries, want 3 files and the index", len(entries))
 	}
 }
+
+// TestReconcileDropsVanishedFiles deletes published files behind the ring's
+// back: the next reconcile drops them from the index and counts them.
+func TestReconcileDropsVanishedFiles(t *testing.T) {
+	now := time.Now().Truncate(time.Second).UnixNano()
+	dir := t.TempDir()
+	h := writeFiles(t, Config{Dir: dir}, 5, now)
+	files := h.r.Files()
+	for _, f := range files[1:3] {
+		if err := os.Remove(filepath.Join(dir, f.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.r.reconcile()
+	left := h.r.Files()
+	if len(left) != 3 || left[0].Name != files[0].Name || left[1].Name != files[3].Name {
+		t.Fatalf("index after reconcile: %v", left)
+	}
+	st := h.r.Stats()
+	if st.Vanished != 2 || st.Files != 3 || st.Bytes != files[0].Bytes+files[3].Bytes+files[4].Bytes {
+		t.Fatalf("stats after reconcile: %+v", st)
+	}
+	idx, err := readIndex(filepath.Join(dir, indexName))
+	if err != nil || len(idx) != 3 {
+		t.Fatalf("persisted index: %d entries, %v", len(idx), err)
+	}
+}

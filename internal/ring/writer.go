@@ -198,11 +198,12 @@ func (w *writer) tryWrite(data []byte) error {
 		w.s.bytes.Add(uint64(n))
 		return nil
 	}
-	w.s.ring.writeErrors.Add(1)
 	err = fmt.Errorf("writing %d bytes to %s: %w", len(data), w.f.Name(), err)
+	w.s.ring.writeFailed(err)
 	if terr := w.f.Truncate(w.size); terr != nil {
-		w.s.ring.writeErrors.Add(1)
-		return errors.Join(err, fmt.Errorf("truncating %s back to %d bytes: %w", w.f.Name(), w.size, terr))
+		terr = fmt.Errorf("truncating %s back to %d bytes: %w", w.f.Name(), w.size, terr)
+		w.s.ring.writeFailed(terr)
+		return errors.Join(err, terr)
 	}
 	if _, serr := w.f.Seek(w.size, 0); serr != nil {
 		return errors.Join(err, fmt.Errorf("seeking %s to %d: %w", w.f.Name(), w.size, serr))
@@ -217,14 +218,16 @@ func (w *writer) open() error {
 	tmp := filepath.Join(w.cfg.Dir, partName(name))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
-		w.s.ring.writeErrors.Add(1)
-		return fmt.Errorf("creating %s: %w", tmp, err)
+		err = fmt.Errorf("creating %s: %w", tmp, err)
+		w.s.ring.writeFailed(err)
+		return err
 	}
 	if _, err := f.Write(w.s.header); err != nil {
-		w.s.ring.writeErrors.Add(1)
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("writing file header to %s: %w", tmp, err)
+		err = fmt.Errorf("writing file header to %s: %w", tmp, err)
+		w.s.ring.writeFailed(err)
+		return err
 	}
 	w.f, w.name, w.size = f, name, int64(len(w.s.header))
 	w.s.bytes.Add(uint64(len(w.s.header)))
@@ -261,22 +264,22 @@ func (w *writer) publish() {
 	if err := f.Sync(); err != nil {
 		// The data may not be durable, but it is all we have: publish it
 		// anyway rather than lose it.
-		w.s.ring.writeErrors.Add(1)
+		w.s.ring.writeFailed(fmt.Errorf("fsync of %s: %w", tmp, err))
 		w.s.log.Warn("fsync of capture file failed", zap.String("file", tmp), zap.Error(err))
 	}
 	if err := f.Close(); err != nil {
-		w.s.ring.writeErrors.Add(1)
+		w.s.ring.writeFailed(fmt.Errorf("closing %s: %w", tmp, err))
 		w.s.log.Warn("closing capture file failed", zap.String("file", tmp), zap.Error(err))
 	}
 	final := filepath.Join(w.cfg.Dir, w.name)
 	if err := os.Rename(tmp, final); err != nil {
 		// Left as .part it is recovered at the next Open.
-		w.s.ring.writeErrors.Add(1)
+		w.s.ring.writeFailed(fmt.Errorf("publishing %s: %w", tmp, err))
 		w.s.log.Error("publishing capture file failed", zap.String("file", tmp), zap.Error(err))
 		return
 	}
 	if err := syncDir(w.cfg.Dir); err != nil {
-		w.s.ring.writeErrors.Add(1)
+		w.s.ring.writeFailed(err)
 		w.s.log.Warn("fsync of data directory failed", zap.Error(err))
 	}
 	w.s.files.Add(1)
