@@ -278,6 +278,16 @@ func (a *Analyzer) closeWindow(now int64) {
 			}
 		}
 	}
+	if n := a.eng.cfg.FlowRecords; n > 0 {
+		part.flows = make([]FlowRecord, 0, min(n, len(a.touched)))
+		for _, i := range a.touched {
+			if len(part.flows) == n {
+				part.omitted++
+				continue
+			}
+			part.flows = append(part.flows, flowRecord(&a.flows.slab[i], a.winStart))
+		}
+	}
 	a.touched = a.touched[:0]
 	for i := 0; i < a.high; i++ {
 		f := &a.flows.slab[i]

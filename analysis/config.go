@@ -32,6 +32,14 @@ type Config struct {
 	// JitterMinPackets is how many packets a UDP flow direction must have
 	// carried before its jitter is reported.
 	JitterMinPackets int
+	// FlowRecords, when positive, makes each worker summarise up to this many
+	// flows per window (FlowRecord) for OnWindow; 0 keeps no records.
+	FlowRecords int
+	// OnWindow, when set, is called once per published window, oldest
+	// first, with the window and its flow records (merged over workers) and
+	// how many flows the FlowRecords bound left out. It runs under the
+	// engine's lock: it must return quickly and must not call the engine.
+	OnWindow func(w *Window, flows []FlowRecord, omitted uint64)
 }
 
 // Defaults.
@@ -102,6 +110,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("analysis top-K %d: want 1 to 10000", c.TopK)
 	case c.KeepWindows < 1 || c.KeepWindows > 100000:
 		return fmt.Errorf("analysis kept windows %d: want 1 to 100000", c.KeepWindows)
+	case c.FlowRecords < 0 || c.FlowRecords > 1<<22:
+		return fmt.Errorf("analysis flow records %d: want 0 to %d", c.FlowRecords, 1<<22)
 	case c.JitterMinPackets < 3:
 		return fmt.Errorf("analysis jitter minimum packets %d: want at least 3", c.JitterMinPackets)
 	}

@@ -98,6 +98,8 @@ type part struct {
 	convs       *topK[convKey]
 	ports       *topK[portKey]
 	names       []TopItem[string]
+	flows       []FlowRecord
+	omitted     uint64 // flows left out of flows by Config.FlowRecords
 }
 
 func newPart(cfg Config, start, end int64) *part {
@@ -118,6 +120,8 @@ func (p *part) merge(o *part) {
 		p.ports.addItem(it)
 	}
 	p.names = append(p.names, o.names...)
+	p.flows = append(p.flows, o.flows...)
+	p.omitted += o.omitted
 }
 
 // report takes worker's part (nil for none) and its new watermark, and
@@ -192,6 +196,9 @@ func (e *Engine) finalize(p *part) {
 	}
 	for _, it := range names.items {
 		e.names.addItem(it)
+	}
+	if e.cfg.OnWindow != nil {
+		e.cfg.OnWindow(w, p.flows, p.omitted)
 	}
 	e.windows = append(e.windows, w)
 	if len(e.windows) > e.cfg.KeepWindows {
