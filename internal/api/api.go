@@ -1,14 +1,20 @@
 // Package api is the daemon's one HTTP listener: Prometheus metrics on
-// /metrics, liveness on /api/health and readiness on /api/ready.
+// /metrics, liveness on /api/health and readiness on /api/ready, and the
+// capture API under /api/v1 (ring files, window extraction as pcap,
+// snapshots), described by the OpenAPI document served at
+// /api/v1/openapi.json.
 //
 // Requests read state through HealthSource, a view of the capture and ring
-// components that main assembles; the package holds no state of its own
-// beyond its start time. Every response other than /metrics is JSON,
-// including errors.
+// components that main assembles, and Store, the ring itself; the package
+// holds no state of its own beyond its start time. Every /api/v1 request
+// needs a bearer token (or a verified client certificate), and every
+// download, extraction and pin change is written to the audit log. Every
+// response other than /metrics and pcap data is JSON, including errors.
 package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +25,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,11 +64,29 @@ type Options struct {
 	// /api/health reports "degraded".
 	MinFreePercent int
 
+	// Store is the ring /api/v1 serves; nil leaves /api/v1 answering 503.
+	Store Store
+	// Tokens are the bearer tokens /api/v1 accepts (see ReadTokenFile).
+	// With none and AuthDisabled false, every /api/v1 request gets 401.
+	Tokens []string
+	// AuthDisabled lets /api/v1 requests in without a token.
+	AuthDisabled bool
+	// AuthOps requires the token on /metrics, /api/health and /api/ready too.
+	AuthOps bool
+	// TLS, if set, is served instead of plain HTTP (see TLSConfig).
+	TLS *tls.Config
+	// MaxWindow bounds the window of /api/v1/pcap (default 1h); MaxBytes
+	// the bytes one extraction serves (default 4GiB).
+	MaxWindow time.Duration
+	MaxBytes  int64
+
 	ReadHeaderTimeout time.Duration // default 5s
 	ReadTimeout       time.Duration // default 10s
-	WriteTimeout      time.Duration // default 30s
-	IdleTimeout       time.Duration // default 2m
-	ShutdownTimeout   time.Duration // default 5s
+	// WriteTimeout bounds each write of a response; downloads push the
+	// deadline forward before every write, so it does not bound them whole.
+	WriteTimeout    time.Duration // default 30s
+	IdleTimeout     time.Duration // default 2m
+	ShutdownTimeout time.Duration // default 5s
 }
 
 func (o *Options) setDefaults() {
@@ -75,6 +100,10 @@ func (o *Options) setDefaults() {
 	def(&o.WriteTimeout, 30*time.Second)
 	def(&o.IdleTimeout, 2*time.Minute)
 	def(&o.ShutdownTimeout, 5*time.Second)
+	def(&o.MaxWindow, DefaultMaxWindow)
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
 }
 
 // Server serves the API until its context ends.
@@ -84,13 +113,35 @@ type Server struct {
 	health  HealthSource
 	start   time.Time
 	handler http.Handler
+
+	store  Store
+	root   *os.Root // the data directory, for /api/v1 downloads
+	auth   *authenticator
+	routes []route
+	audit  *zap.Logger
 }
 
 // New returns a server for reg's metrics and health's state. It does not
 // listen until Run.
 func New(opts Options, log *zap.Logger, reg *prometheus.Registry, health HealthSource) *Server {
 	opts.setDefaults()
-	s := &Server{opts: opts, log: log, health: health, start: time.Now()}
+	s := &Server{opts: opts, log: log, health: health, start: time.Now(), store: opts.Store,
+		auth: newAuthenticator(opts.Tokens, opts.AuthDisabled), audit: log.Named("audit")}
+	s.routes = s.v1Routes()
+	if opts.Store != nil && opts.DataDir != "" {
+		root, err := os.OpenRoot(opts.DataDir)
+		if err != nil {
+			log.Error("cannot open the data directory for /api/v1 downloads", zap.Error(err))
+		} else {
+			s.root = root
+		}
+	}
+	switch {
+	case opts.AuthDisabled:
+		log.Warn("API AUTHENTICATION IS DISABLED (--api-auth=false): anyone who reaches the listener can download every packet in the ring")
+	case len(opts.Tokens) == 0:
+		log.Warn("no API token configured (--api-token-file): every /api/v1 request is refused with 401")
+	}
 
 	metrics := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:          zap.NewStdLog(log.Named("metrics")),
@@ -98,12 +149,45 @@ func New(opts Options, log *zap.Logger, reg *prometheus.Registry, health HealthS
 		EnableOpenMetrics: true,
 		Registry:          reg,
 	}))
-	s.handler = router{
+	s.handler = &mux{s: s, ops: router{
 		"/metrics":    metrics,
 		"/api/health": http.HandlerFunc(s.serveHealth),
 		"/api/ready":  http.HandlerFunc(s.serveReady),
-	}
+	}}
 	return s
+}
+
+// mux sends /api/v1 to the v1 routes and the rest to the operational
+// endpoints, which need a token only with AuthOps.
+type mux struct {
+	s   *Server
+	ops router
+}
+
+func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/api/v1" || strings.HasPrefix(r.URL.Path, "/api/v1/") {
+		if m.s.store == nil {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the capture API is not enabled on this server")
+			return
+		}
+		m.s.serveV1(w, r)
+		return
+	}
+	if m.s.opts.AuthOps {
+		if _, ok := m.s.auth.who(r); !ok {
+			unauthorized(w, r)
+			return
+		}
+	}
+	m.ops.ServeHTTP(w, r)
+}
+
+// Close releases the data directory handle.
+func (s *Server) Close() error {
+	if s.root != nil {
+		return s.root.Close()
+	}
+	return nil
 }
 
 // Handler returns the server's routes, for tests and for embedding.
@@ -129,7 +213,16 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	s.log.Info("api listening", zap.String("addr", ln.Addr().String()))
+	scheme := "http"
+	if s.opts.TLS != nil {
+		srv.TLSConfig = s.opts.TLS
+		ln = tls.NewListener(ln, s.opts.TLS)
+		scheme = "https"
+		if s.opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert {
+			scheme = "https with client certificates"
+		}
+	}
+	s.log.Info("api listening", zap.String("addr", ln.Addr().String()), zap.String("scheme", scheme))
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -162,7 +255,7 @@ type router map[string]http.Handler
 func (rt router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, ok := rt[r.URL.Path]
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %q; try /metrics, /api/health or /api/ready", r.URL.Path))
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %q; try /metrics, /api/health, /api/ready or /api/v1/openapi.json", r.URL.Path))
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
