@@ -11,10 +11,20 @@
 //   4. optionally samples 1 in N of what passed,
 // and returns how many bytes to keep, so the kernel truncates before copying.
 //
-// Socket filters cannot read packet data directly, so the first CACHE_LEN
-// bytes are copied once into a per-CPU scratch buffer that both the class
-// parser and the translated filter read; loads beyond it fall back to the
-// kernel's LD_ABS/LD_IND.
+// Socket filters have no direct packet access, and every helper call (an
+// LD_ABS/LD_IND is one, bpf_skb_load_bytes another) costs ~10 ns on hosts
+// with return-stack mitigations. So where the kernel allows it (direct = 1)
+// the program reads the skb's linear data in place: bpf_cast_to_kern_ctx gives
+// the struct sk_buff, bpf_rdonly_cast(skb->data, 0) a read-only untrusted
+// pointer whose loads are exception-protected (BPF_PROBE_MEM), and every read
+// is bounded here by the linear length, as the kernel's own classic-filter
+// converter bounds its direct loads by the head length. Packets whose first
+// CACHE_LEN bytes are not all linear, and kernels without those kfuncs
+// (direct = 0), get the old path: one bpf_skb_load_bytes of the first
+// CACHE_LEN bytes into a per-CPU scratch buffer.
+//
+// The user's filter is not called: the Go side replaces the call to
+// user_filter below with the translated filter itself (see translate.go).
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -25,6 +35,16 @@
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+/* Only the fields read here; CO-RE relocates them to the running kernel's. */
+struct sk_buff {
+	unsigned int len;
+	unsigned int data_len;
+	unsigned char *data;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym __weak;
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -46,14 +66,16 @@ struct stats {
 	struct counter l4[L4_N];
 	struct counter syn, rst, fin;
 	struct counter filtered_out, cut_off, sampled_out;
+	__u64 rng; /* this CPU's sampling generator state (xorshift64*) */
 };
 
-/* The layout the Go translator reads: len at 0, buf at 8. */
 struct scratch {
-	__u32 len; /* bytes of buf that hold packet data */
-	__u32 _pad;
 	__u8 buf[CACHE_LEN];
 };
+
+/* Stack the inlined filter may use (its M[] and spills), in words; keep in
+ * sync with frameWords in translate.go. */
+#define FILTER_FRAME_WORDS 16
 
 /* Both directions of a connection share a key: the lower endpoint first. */
 struct flow_key {
@@ -99,18 +121,21 @@ volatile const __u32 has_filter = 0;
 volatile const __u64 cutoff_packets = 0; /* 0: off */
 volatile const __u64 cutoff_bytes = 0;   /* 0: off */
 volatile const __u32 sample = 0;         /* 0 or 1: off */
+volatile const __u32 direct = 1;         /* read linear data in place (kfuncs) */
 
 /*
- * user_filter is the user's classic BPF program. This body is a placeholder:
- * the Go side replaces every instruction of this function with the
- * translation before loading. It is static so the verifier checks it with the
- * caller's precise register types (sc is a map value), and its body is opaque
- * asm so the compiler cannot specialise the call site to the placeholder.
+ * user_filter stands for the user's classic BPF program. The Go side replaces
+ * the call to it with the translation, inline, and drops this body: on entry
+ * R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p) and
+ * R4 = frame (stack it may use), and it leaves the verdict in R0 and clobbers
+ * only R1-R5, as a call would. Its body is opaque asm so that the compiler
+ * cannot specialise the call site to the placeholder.
  */
-static __attribute__((noinline)) __u32 user_filter(struct __sk_buff *skb, struct scratch *sc)
+static __attribute__((noinline)) __u32 user_filter(struct __sk_buff *skb, const __u8 *p, __u32 avail,
+						   __u64 *frame)
 {
 	__u32 v = 0;
-	asm volatile("%0 = 0xffffffff" : "=r"(v) : "r"(skb), "r"(sc) : "memory");
+	asm volatile("%0 = 0xffffffff" : "=r"(v) : "r"(skb), "r"(p), "r"(avail), "r"(frame) : "memory");
 	return v;
 }
 
@@ -184,17 +209,33 @@ int prefilter(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct stats *st = bpf_map_lookup_elem(&stats_map, &zero);
-	struct scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
-	if (!st || !sc)
+	if (!st)
 		return 0;
 
 	__u32 len = skb->len;
-	__u32 n = len < CACHE_LEN ? len : CACHE_LEN;
-	sc->len = 0;
-	if (n > 0 && bpf_skb_load_bytes(skb, 0, sc->buf, n) == 0)
-		sc->len = n;
-	n = sc->len;
-	const __u8 *b = sc->buf;
+	__u32 n = len < CACHE_LEN ? len : CACHE_LEN; /* what the class parser reads */
+	const __u8 *b = 0;
+	__u32 avail = 0; /* bytes readable at b */
+	int linear = 0;
+	if (direct) {
+		struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+		avail = k->len - k->data_len;
+		if (avail >= n) {
+			b = bpf_rdonly_cast(k->data, 0);
+			linear = 1;
+		}
+	}
+	if (!linear) {
+		/* Not linear that far (or no kfuncs): copy the first n bytes. */
+		struct scratch *sc = bpf_map_lookup_elem(&scratch_map, &zero);
+		if (!sc)
+			return 0;
+		avail = 0;
+		if (n > 0 && bpf_skb_load_bytes(skb, 0, sc->buf, n) == 0)
+			avail = n;
+		n = avail;
+		b = direct ? bpf_rdonly_cast(sc->buf, 0) : sc->buf;
+	}
 
 	count(&st->all, len);
 
@@ -330,8 +371,10 @@ int prefilter(struct __sk_buff *skb)
 	count(&st->l4[l4], len);
 
 	__u32 verdict = 0xffffffff;
-	if (has_filter)
-		verdict = user_filter(skb, sc);
+	if (has_filter) {
+		__u64 frame[FILTER_FRAME_WORDS];
+		verdict = user_filter(skb, b, avail, frame);
+	}
 	if (verdict == 0) {
 		count(&st->filtered_out, len);
 		return 0;
@@ -340,9 +383,19 @@ int prefilter(struct __sk_buff *skb)
 		count(&st->cut_off, len);
 		return 0;
 	}
-	if (sample > 1 && ((__u64)bpf_get_prandom_u32() * sample) >> 32 != 0) {
-		count(&st->sampled_out, len);
-		return 0;
+	if (sample > 1) {
+		/* xorshift64* per CPU, seeded once: no helper call per packet. */
+		__u64 x = st->rng;
+		if (!x)
+			x = (__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32() | 1;
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		st->rng = x;
+		if ((((x * 0x2545F4914F6CDD1DULL) >> 32) * sample) >> 32 != 0) {
+			count(&st->sampled_out, len);
+			return 0;
+		}
 	}
 	return verdict < snaplen ? verdict : snaplen;
 }

@@ -104,9 +104,10 @@ type Prefilter struct {
 }
 
 type ifaceProg struct {
-	name  string
-	l2len uint32
-	objs  prefilterObjects
+	name    string
+	l2len   uint32
+	inPlace bool
+	objs    prefilterObjects
 }
 
 // New checks cfg and prepares the program (translating the filter); it loads
@@ -118,7 +119,7 @@ func New(cfg Config) (*Prefilter, error) {
 	if cfg.MaxFlows == 0 {
 		cfg.MaxFlows = defaultMaxFlows
 	}
-	spec, err := newSpec(cfg)
+	spec, err := newSpec(cfg, true)
 	if err != nil {
 		return nil, err
 	}
@@ -126,8 +127,8 @@ func New(cfg Config) (*Prefilter, error) {
 }
 
 // newSpec returns the collection with cfg's constants set and the filter
-// spliced in.
-func newSpec(cfg Config) (*ebpf.CollectionSpec, error) {
+// spliced in, reading packets in place if direct, else from a copy.
+func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 	spec, err := loadPrefilter()
 	if err != nil {
 		return nil, fmt.Errorf("prefilter: parse embedded program: %w", err)
@@ -142,6 +143,7 @@ func newSpec(cfg Config) (*ebpf.CollectionSpec, error) {
 		"cutoff_packets": cfg.FlowCutoffPackets,
 		"cutoff_bytes":   cfg.FlowCutoffBytes,
 		"sample":         sample,
+		"direct":         uint32(btoi(direct)),
 	}
 	for name, v := range set {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -150,39 +152,96 @@ func newSpec(cfg Config) (*ebpf.CollectionSpec, error) {
 	}
 	spec.Maps["flows"].MaxEntries = cfg.MaxFlows
 	if cfg.Filter != nil {
-		body, err := translate(cfg.Filter)
-		if err != nil {
-			return nil, fmt.Errorf("prefilter: filter: %w", err)
-		}
 		prog := spec.Programs["prefilter"]
-		if prog.Instructions, err = splice(prog.Instructions, "user_filter", body); err != nil {
-			return nil, fmt.Errorf("prefilter: %w", err)
+		if prog.Instructions, err = inline(prog.Instructions, "user_filter", func(frame int16) (asm.Instructions, error) {
+			return translateFor(cfg.Filter, layout{frame: frame, direct: direct})
+		}); err != nil {
+			return nil, fmt.Errorf("prefilter: filter: %w", err)
 		}
 	}
 	return spec, nil
 }
 
-// splice replaces the body of the function sym in insns.
-func splice(insns asm.Instructions, sym string, body asm.Instructions) (asm.Instructions, error) {
-	start := -1
+// inline replaces the one call to the function sym in insns, whose fourth
+// argument is a stack frame for it, with the body build returns for that
+// frame's offset from R10, and drops sym's own instructions. The body must
+// keep to the call's convention (arguments in R1-R5, result in R0, R6-R9 and
+// the rest of the stack untouched) and fall through at its end.
+func inline(insns asm.Instructions, sym string, build func(frame int16) (asm.Instructions, error)) (asm.Instructions, error) {
+	call, fn, fnEnd := -1, -1, len(insns)
 	for i, ins := range insns {
-		if ins.Symbol() == sym {
-			start = i
-			break
+		switch {
+		case ins.IsFunctionCall() && ins.Reference() == sym:
+			if call >= 0 {
+				return nil, fmt.Errorf("%s is called more than once", sym)
+			}
+			call = i
+		case ins.Symbol() == sym:
+			fn = i
+		case fn >= 0 && fnEnd == len(insns) && i > fn && ins.Symbol() != "":
+			fnEnd = i
 		}
 	}
-	if start < 0 {
-		return nil, fmt.Errorf("function %s not found in the program", sym)
+	if call < 0 || fn < 0 || call > fn {
+		return nil, fmt.Errorf("no call to %s in the program", sym)
 	}
-	end := start + 1
-	for end < len(insns) && insns[end].Symbol() == "" {
-		end++
+	// The frame: clang sets R4 = R10 + off just before the call.
+	frame, ok := int16(0), false
+	for i := call - 1; i > 0 && i >= call-8; i-- {
+		ins := insns[i]
+		if ins.Dst != asm.R4 || ins.OpCode.Class().IsJump() || ins.OpCode.Class() == asm.StXClass || ins.OpCode.Class() == asm.StClass {
+			continue
+		}
+		prev := insns[i-1]
+		if ins.OpCode == asm.Add.Op(asm.ImmSource) && prev.OpCode == asm.Mov.Op(asm.RegSource) &&
+			prev.Dst == asm.R4 && prev.Src == asm.R10 && ins.Constant <= -8*frameWords && ins.Constant%8 == 0 {
+			frame, ok = int16(ins.Constant), true
+		}
+		break
 	}
-	out := make(asm.Instructions, 0, len(insns)-(end-start)+len(body))
-	out = append(out, insns[:start]...)
-	out = append(out, body[0].WithMetadata(insns[start].Metadata))
-	out = append(out, body[1:]...)
-	return append(out, insns[end:]...), nil
+	if !ok {
+		return nil, fmt.Errorf("cannot find the stack frame passed to %s", sym)
+	}
+	body, err := build(frame)
+	if err != nil {
+		return nil, err
+	}
+	// Raw jump offsets across the call grow by the body's length.
+	grow := 0
+	for _, ins := range body {
+		grow += int(ins.Size() / asm.InstructionSize)
+	}
+	grow--
+	pos := make([]int, fn+1) // raw slot of each instruction
+	for i := 1; i <= fn; i++ {
+		pos[i] = pos[i-1] + int(insns[i-1].Size()/asm.InstructionSize)
+	}
+	at := pos[call]
+	moved := func(slot int) int {
+		if slot > at {
+			return slot + grow
+		}
+		return slot
+	}
+	out := make(asm.Instructions, 0, len(insns)+len(body))
+	for i, ins := range insns[:fn] {
+		if i == call {
+			out = append(out, body[0].WithSource(ins.Source()))
+			out = append(out, body[1:]...)
+			continue
+		}
+		op := ins.OpCode
+		if op.Class().IsJump() && op.JumpOp() != asm.Call && op.JumpOp() != asm.Exit && ins.Reference() == "" {
+			from, to := pos[i]+1, pos[i]+1+int(ins.Offset)
+			off := moved(to) - moved(from)
+			if off > 0x7fff || off < -0x8000 {
+				return nil, fmt.Errorf("jump too far after inlining %s", sym)
+			}
+			ins.Offset = int16(off)
+		}
+		out = append(out, ins)
+	}
+	return append(out, insns[fnEnd:]...), nil
 }
 
 // Attach implements capture.Filter: the first call for an interface loads
@@ -220,11 +279,28 @@ func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
 		p.statsOn, _ = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	}
 	ip := &ifaceProg{name: iface, l2len: l2len}
-	if err := loadObjects(p.spec, l2len, &ip.objs); err != nil {
+	if ip.inPlace, err = loadEither(p.cfg, p.spec, l2len, &ip.objs); err != nil {
 		return nil, fmt.Errorf("prefilter: load for %q: %w", iface, err)
 	}
 	p.ifaces = append(p.ifaces, ip)
 	return ip, nil
+}
+
+// loadEither loads spec, which reads packets in place, or if the kernel
+// refuses it (no bpf_cast_to_kern_ctx/bpf_rdonly_cast to void, or no BTF)
+// cfg's program that reads a copy of them.
+func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects) (inPlace bool, err error) {
+	if err = loadObjects(spec, l2len, objs); err == nil {
+		return true, nil
+	}
+	cp, err2 := newSpec(cfg, false)
+	if err2 == nil {
+		err2 = loadObjects(cp, l2len, objs)
+	}
+	if err2 != nil {
+		return false, fmt.Errorf("%w (and reading a copy: %v)", err, err2)
+	}
+	return false, nil
 }
 
 func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects) error {
@@ -333,15 +409,16 @@ func (p *Prefilter) Close() error {
 // the classic filter. It loads the real program (with a filter, so the
 // translated path is checked too) and unloads it.
 func Supported() error {
-	spec, err := newSpec(Config{
+	cfg := Config{
 		Snaplen: defaultSnaplen, MaxFlows: 1, FlowCutoffPackets: 1, Sample: 2,
 		Filter: []unix.SockFilter{{Code: 0x28, K: 12}, {Code: 0x06, K: 1}}, // ldh [12]; ret #1
-	})
+	}
+	spec, err := newSpec(cfg, true)
 	if err != nil {
 		return err
 	}
 	var objs prefilterObjects
-	if err := loadObjects(spec, 14, &objs); err != nil {
+	if _, err := loadEither(cfg, spec, 14, &objs); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("eBPF prefilter unavailable: loading a socket filter needs CAP_BPF and CAP_PERFMON (or root): %w", err)
 		}

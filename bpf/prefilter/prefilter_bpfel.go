@@ -38,8 +38,6 @@ type prefilterFlowVal struct {
 
 type prefilterScratch struct {
 	_   structs.HostLayout
-	Len uint32
-	Pad uint32
 	Buf [128]uint8
 }
 
@@ -54,6 +52,7 @@ type prefilterStats struct {
 	FilteredOut prefilterCounter
 	CutOff      prefilterCounter
 	SampledOut  prefilterCounter
+	Rng         uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -66,6 +65,7 @@ const (
 	prefilterProgPrefilter    = "prefilter"
 	prefilterVarCutoffBytes   = "cutoff_bytes"
 	prefilterVarCutoffPackets = "cutoff_packets"
+	prefilterVarDirect        = "direct"
 	prefilterVarHasFilter     = "has_filter"
 	prefilterVarL2Len         = "l2_len"
 	prefilterVarSample        = "sample"
@@ -132,6 +132,7 @@ type prefilterMapSpecs struct {
 type prefilterVariableSpecs struct {
 	CutoffBytes   *ebpf.VariableSpec `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.VariableSpec `ebpf:"cutoff_packets"`
+	Direct        *ebpf.VariableSpec `ebpf:"direct"`
 	HasFilter     *ebpf.VariableSpec `ebpf:"has_filter"`
 	L2Len         *ebpf.VariableSpec `ebpf:"l2_len"`
 	Sample        *ebpf.VariableSpec `ebpf:"sample"`
@@ -177,6 +178,7 @@ func (m *prefilterMaps) Close() error {
 type prefilterVariables struct {
 	CutoffBytes   *ebpf.Variable `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.Variable `ebpf:"cutoff_packets"`
+	Direct        *ebpf.Variable `ebpf:"direct"`
 	HasFilter     *ebpf.Variable `ebpf:"has_filter"`
 	L2Len         *ebpf.Variable `ebpf:"l2_len"`
 	Sample        *ebpf.Variable `ebpf:"sample"`

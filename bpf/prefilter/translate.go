@@ -8,33 +8,42 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The translation of a classic BPF program replaces the body of prefilter.c's
-// user_filter(skb, sc), a static subprogram, so the verifier checks it with
-// the caller's register types. It follows the kernel's own classic-to-eBPF
-// conversion (net/core/filter.c), which is what runs a classic filter today,
-// so verdicts are the same bit for bit:
+// The translation of a classic BPF program takes the place of prefilter.c's
+// call to user_filter(skb, p, avail, frame): it is spliced inline into the
+// program (see inline in prefilter.go), so it pays for no bpf-to-bpf call and
+// the verifier checks it with the caller's register types. It follows the
+// kernel's own classic-to-eBPF conversion (net/core/filter.c, which is what
+// runs a classic filter today), whose loads read the linear data directly
+// when it holds the bytes and call a helper otherwise; so verdicts are the
+// same bit for bit. It keeps to the calling convention of the call it
+// replaces: it reads R1-R4, clobbers only R0-R5 and the frame the caller gave
+// it, and leaves the verdict in R0.
 //
-//	A  -> R0 (RET A is a plain exit)
-//	X  -> R7
-//	M[0..15] -> 4-byte stack slots
-//	R6 = skb, R8 = sc, R9 = sc->len
+//	A  -> R0 (RET A leaves it as the verdict)
+//	R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p)
+//	X  -> R4, R5 scratch
+//	M[0..15] and spills -> the caller's frame (R10 + frame offset)
 //
-// Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps). A
-// load beyond the packet returns 0 from the subprogram, which rejects the
-// packet as in classic BPF; so does division or modulo by X == 0. The eBPF
-// verifier refuses unreachable code, so unreachable classic instructions are
-// left out.
+// Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps).
+// A load of bytes within avail is one memory load; anything else (data past
+// the linear part, past a short packet) calls bpf_skb_load_bytes, after which
+// R1-R4 are reloaded from the frame. A load beyond the packet makes the
+// verdict 0, which rejects the packet as in classic BPF; so does division or
+// modulo by X == 0. The eBPF verifier refuses unreachable code, so unreachable
+// classic instructions are left out.
 //
-// Loads at offsets inside the first cacheLen bytes read the copy the C part
-// made of them (sc->buf); anything else calls bpf_skb_load_bytes.
+// p is either the skb's linear data itself (direct) or, when the kernel cannot
+// give it or the first cacheLen bytes are not linear, a per-CPU copy of the
+// first avail <= cacheLen bytes; loads past cacheLen then always take the
+// helper, so that the verifier sees every load of the copy inside it.
 
 const (
-	cacheLen                       = 128       // CACHE_LEN in prefilter.c
-	scLen                          = 0         // offsetof(struct scratch, len)
-	scBuf                          = 8         // offsetof(struct scratch, buf)
-	memBase                        = -64       // M[k] lives at R10 + memBase + 4k
-	saveSlot                       = -72       // A is kept here across the slow path of LDX MSH
-	loadSlot                       = -80       // bpf_skb_load_bytes writes here
+	cacheLen                       = 128 // CACHE_LEN in prefilter.c
+	frameWords                     = 16  // FILTER_FRAME_WORDS in prefilter.c
+	fSkb, fP, fAvail, fX, fA       = 0, 8, 16, 24, 32
+	fLoad                          = 40        // bpf_skb_load_bytes writes here
+	fMem                           = 48        // M[k] at fMem + 4k, up to 112
+	maxDirect                      = 0x7fff    // loads ending past this always take the helper
 	skfNetOff                      = -0x100000 // SKF_NET_OFF
 	skfLLOff                       = -0x200000 // SKF_LL_OFF
 	bpfHdrStartMAC, bpfHdrStartNet = 0, 1
@@ -53,12 +62,20 @@ const (
 )
 
 const (
-	regA   = asm.R0
-	regX   = asm.R7
-	regSkb = asm.R6
-	regSc  = asm.R8
-	regN   = asm.R9
+	regA     = asm.R0
+	regSkb   = asm.R1
+	regP     = asm.R2
+	regAvail = asm.R3
+	regX     = asm.R4
+	regTmp   = asm.R5
 )
+
+// layout is where the translation runs: the caller's frame and whether p is
+// the linear data (direct) or the copy.
+type layout struct {
+	frame  int16 // offset of the frame from R10
+	direct bool
+}
 
 // classic BPF opcode fields (linux/filter.h, linux/bpf_common.h).
 const (
@@ -93,11 +110,15 @@ const (
 	adHatype, adNlattr, adNlattrNest, adPayOffset = 28, 12, 16, 52
 )
 
-func memOff(k uint32) int16 { return int16(memBase + 4*int(k)) }
+// slot is the R10 offset of byte off of the frame.
+func (l layout) slot(off int) int16 { return l.frame + int16(off) }
+
+func (l layout) memOff(k uint32) int16 { return l.slot(fMem + 4*int(k)) }
 
 // block is the translation of one classic instruction. Jumps to other classic
-// instructions are recorded in fix and patched once every block's position
-// is known; jumps inside a block carry their offset already.
+// instructions (or to the end, index len(prog)) are recorded in fix and
+// patched once every block's position is known; jumps inside a block carry
+// their offset already.
 type block struct {
 	ins []asm.Instruction
 	fix []jumpFix
@@ -105,7 +126,7 @@ type block struct {
 
 type jumpFix struct {
 	at     int // index in ins
-	target int // classic instruction index
+	target int // classic instruction index; len(prog) is the end
 }
 
 func (b *block) emit(ins ...asm.Instruction) { b.ins = append(b.ins, ins...) }
@@ -134,7 +155,7 @@ func sizeOf(code uint16) (asm.Size, uint32) {
 	return asm.Word, 4
 }
 
-// loadBE turns a value just loaded from the packet copy into host order, as
+// loadBE turns a value just loaded from the packet into host order, as
 // classic BPF loads are big-endian.
 func loadBE(b *block, size asm.Size) {
 	if size != asm.Byte {
@@ -260,16 +281,23 @@ func validate(prog []unix.SockFilter) ([]bool, error) {
 	return reached, nil
 }
 
-// translate returns the eBPF body of user_filter for a classic program.
+// translate returns the inline body for a classic program, for the default
+// layout (direct reads, frame at R10-128); the tests use it to check what is
+// refused.
 func translate(prog []unix.SockFilter) (asm.Instructions, error) {
+	return translateFor(prog, layout{frame: -8 * frameWords, direct: true})
+}
+
+// translateFor returns the inline body for a classic program run in l.
+func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 	reached, err := validate(prog)
 	if err != nil {
 		return nil, err
 	}
 	prologue := []asm.Instruction{
-		asm.Mov.Reg(regSkb, asm.R1),
-		asm.Mov.Reg(regSc, asm.R2),
-		asm.LoadMem(regN, regSc, scLen, asm.Word),
+		asm.StoreMem(asm.R10, l.slot(fSkb), regSkb, asm.DWord),
+		asm.StoreMem(asm.R10, l.slot(fP), regP, asm.DWord),
+		asm.StoreMem(asm.R10, l.slot(fAvail), regAvail, asm.DWord),
 		asm.Mov.Imm32(regA, 0),
 		asm.Mov.Imm32(regX, 0),
 	}
@@ -278,16 +306,26 @@ func translate(prog []unix.SockFilter) (asm.Instructions, error) {
 		if !reached[i] {
 			continue
 		}
-		if err := translateOne(&blocks[i], i, f); err != nil {
+		if err := l.translateOne(&blocks[i], i, len(prog), f); err != nil {
 			return nil, fmt.Errorf("instruction %d (code %#04x k %d): %w", i, f.Code, f.K, err)
 		}
 	}
-	start := make([]int, len(prog))
+	// The last block's jump to the end, if it ends with one, is a no-op.
+	for i := len(blocks) - 1; i >= 0; i-- {
+		if b := &blocks[i]; len(b.ins) > 0 {
+			if n := len(b.fix); n > 0 && b.fix[n-1].target == len(prog) && b.fix[n-1].at == len(b.ins)-1 {
+				b.ins, b.fix = b.ins[:len(b.ins)-1], b.fix[:n-1]
+			}
+			break
+		}
+	}
+	start := make([]int, len(prog)+1)
 	pos := len(prologue)
 	for i := range blocks {
 		start[i] = pos
 		pos += len(blocks[i].ins)
 	}
+	start[len(prog)] = pos
 	out := make(asm.Instructions, 0, pos)
 	out = append(out, prologue...)
 	for i := range blocks {
@@ -303,7 +341,22 @@ func translate(prog []unix.SockFilter) (asm.Instructions, error) {
 	return out, nil
 }
 
-func translateOne(b *block, i int, f unix.SockFilter) error {
+// reject makes the verdict 0 and leaves the filter.
+func reject(b *block, end int) {
+	b.emit(asm.Mov.Imm32(regA, 0))
+	b.jumpTo(ja(), end)
+}
+
+// fastLimit is how far into the packet a load may read p rather than call
+// the helper.
+func (l layout) fastLimit() uint32 {
+	if l.direct {
+		return maxDirect
+	}
+	return cacheLen
+}
+
+func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 	k := f.K
 	switch f.Code & 0x07 {
 	case clsLD:
@@ -314,52 +367,66 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 		case mLEN:
 			b.emit(asm.LoadMem(regA, regSkb, skbLen, asm.Word))
 		case mMEM:
-			b.emit(asm.LoadMem(regA, asm.R10, memOff(k), asm.Word))
+			b.emit(asm.LoadMem(regA, asm.R10, l.memOff(k), asm.Word))
 		case mABS:
 			switch {
 			case k >= skfAdOff:
-				return ancillary(b, k, size)
-			case int32(k) >= 0 && k+n <= cacheLen:
-				// if n >= k+size { A = packet copy } else { load from skb }
-				slow := loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))
-				b.emit(withOff(asm.JGE.Imm(regN, int32(k+n), ""), len(slow)+1))
-				b.emit(slow...)
+				return l.ancillary(b, end, k, size)
+			case int32(k) >= 0 && k+n <= l.fastLimit():
+				// if avail >= k+n { A = p[k:k+n] } else { helper }
+				slow := l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k)))
 				b.emit(
-					withOff(ja(), 1+btoi(size != asm.Byte)),
-					asm.LoadMem(regA, regSc, int16(scBuf+k), size),
+					withOff(asm.JLT.Imm(regAvail, int32(k+n), ""), 2+btoi(size != asm.Byte)),
+					asm.LoadMem(regA, regP, int16(k), size),
 				)
 				loadBE(b, size)
+				b.emit(withOff(ja(), len(slow.ins)))
+				b.append(slow)
 			case int32(k) >= skfLLOff && int32(k) < skfNetOff:
-				b.emit(loadRelative(size, uint32(int32(k)-skfLLOff), bpfHdrStartMAC)...)
+				b.append(l.slowCall(false, size, end, asm.FnSkbLoadBytesRelative,
+					asm.Mov.Imm32(asm.R2, int32(k)-skfLLOff), asm.Mov.Imm(asm.R5, bpfHdrStartMAC)))
 			case int32(k) >= skfNetOff && int32(k) < 0:
-				b.emit(loadRelative(size, uint32(int32(k)-skfNetOff), bpfHdrStartNet)...)
+				b.append(l.slowCall(false, size, end, asm.FnSkbLoadBytesRelative,
+					asm.Mov.Imm32(asm.R2, int32(k)-skfNetOff), asm.Mov.Imm(asm.R5, bpfHdrStartNet)))
 			default:
-				b.emit(loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))...)
+				b.append(l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k))))
 			}
 		case mIND:
 			// off = X + k wraps at 32 bits, as the kernel's does.
-			fast := []asm.Instruction{
-				asm.Add.Reg(asm.R1, regSc),
-				asm.LoadMem(regA, asm.R1, scBuf, size),
+			b.emit(asm.Mov.Reg32(regTmp, regX))
+			if k != 0 {
+				b.emit(asm.Add.Imm32(regTmp, int32(k)))
 			}
+			fast := []asm.Instruction{
+				asm.Mov.Reg(regA, regTmp),
+				asm.Add.Imm(regA, int32(n)),
+			}
+			var pre []asm.Instruction
+			if !l.direct {
+				// The verifier must see the copy load within the buffer.
+				pre = append(pre, asm.JGT.Imm(regTmp, int32(cacheLen-n), ""))
+			}
+			fast = append(fast,
+				asm.JGT.Reg(regA, regAvail, ""),
+				asm.Mov.Reg(regA, regP),
+				asm.Add.Reg(regA, regTmp),
+				asm.LoadMem(regA, regA, 0, size),
+			)
 			if size != asm.Byte {
 				fast = append(fast, asm.HostTo(asm.BE, regA, size))
 			}
-			b.emit(asm.Mov.Reg32(asm.R1, regX))
-			if k != 0 {
-				b.emit(asm.Add.Imm32(asm.R1, int32(k)))
+			slow := l.slowLoad(false, size, end, asm.Mov.Reg32(asm.R2, regTmp))
+			all := append(pre, fast...)
+			// Both checks jump to the slow path, after the ja that skips it.
+			toSlow := func(at int) asm.Instruction { return withOff(all[at], len(all)-at) }
+			for at := range all {
+				if op := all[at].OpCode; op.Class().IsJump() && op.JumpOp() == asm.JGT {
+					all[at] = toSlow(at)
+				}
 			}
-			slow := loadSlow(size, asm.Mov.Reg32(asm.R2, asm.R1))
-			toSlow := 4 + len(fast) // jump offset from the first check to the slow path
-			b.emit(
-				withOff(asm.JGT.Imm(asm.R1, int32(cacheLen-n), ""), toSlow),
-				asm.Mov.Reg(asm.R2, asm.R1),
-				asm.Add.Imm(asm.R2, int32(n)),
-				withOff(asm.JGT.Reg(asm.R2, regN, ""), toSlow-3),
-			)
-			b.emit(fast...)
-			b.emit(withOff(ja(), len(slow)))
-			b.emit(slow...)
+			b.emit(all...)
+			b.emit(withOff(ja(), len(slow.ins)))
+			b.append(slow)
 		}
 	case clsLDX:
 		switch f.Code & 0xe0 {
@@ -368,28 +435,24 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 		case mLEN:
 			b.emit(asm.LoadMem(regX, regSkb, skbLen, asm.Word))
 		case mMEM:
-			b.emit(asm.LoadMem(regX, asm.R10, memOff(k), asm.Word))
+			b.emit(asm.LoadMem(regX, asm.R10, l.memOff(k), asm.Word))
 		case mMSH:
-			// X = 4 * (P[k] & 0xf); the slow path's helper call clobbers A.
-			slow := []asm.Instruction{asm.StoreMem(asm.R10, saveSlot, regA, asm.Word)}
-			slow = append(slow, loadSlow(asm.Byte, asm.Mov.Imm32(asm.R2, int32(k)))...)
-			slow = append(slow, asm.Mov.Reg32(regX, regA), asm.LoadMem(regA, asm.R10, saveSlot, asm.Word))
-			if int32(k) >= 0 && k+1 <= cacheLen {
-				b.emit(withOff(asm.JGE.Imm(regN, int32(k+1), ""), len(slow)+1))
-				b.emit(slow...)
+			// X = 4 * (P[k] & 0xf)
+			slow := l.slowLoad(true, asm.Byte, end, asm.Mov.Imm32(asm.R2, int32(k)))
+			if int32(k) >= 0 && k+1 <= l.fastLimit() {
 				b.emit(
-					withOff(ja(), 1),
-					asm.LoadMem(regX, regSc, int16(scBuf+k), asm.Byte),
+					withOff(asm.JLT.Imm(regAvail, int32(k+1), ""), 2),
+					asm.LoadMem(regX, regP, int16(k), asm.Byte),
+					withOff(ja(), len(slow.ins)),
 				)
-			} else {
-				b.emit(slow...)
 			}
+			b.append(slow)
 			b.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
 		}
 	case clsST:
-		b.emit(asm.StoreMem(asm.R10, memOff(k), regA, asm.Word))
+		b.emit(asm.StoreMem(asm.R10, l.memOff(k), regA, asm.Word))
 	case clsSTX:
-		b.emit(asm.StoreMem(asm.R10, memOff(k), regX, asm.Word))
+		b.emit(asm.StoreMem(asm.R10, l.memOff(k), regX, asm.Word))
 	case clsALU:
 		op := aluOps[f.Code&0xf0]
 		switch {
@@ -401,11 +464,8 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 			if op == asm.Div || op == asm.Mod {
 				// Classic BPF rejects the packet on division by zero; eBPF
 				// would yield 0 (div) or leave A (mod).
-				b.emit(
-					withOff(asm.JNE.Imm32(regX, 0, ""), 2),
-					asm.Mov.Imm32(asm.R0, 0),
-					asm.Return(),
-				)
+				b.emit(withOff(asm.JNE.Imm32(regX, 0, ""), 2))
+				reject(b, end)
 			}
 			b.emit(op.Reg32(regA, regX))
 		}
@@ -443,9 +503,9 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 		}
 	case clsRET:
 		if f.Code&0x18 == retK {
-			b.emit(asm.Mov.Imm32(asm.R0, int32(k)))
+			b.emit(asm.Mov.Imm32(regA, int32(k)))
 		}
-		b.emit(asm.Return())
+		b.jumpTo(ja(), end)
 	case clsMISC:
 		if f.Code&0xf8 == miscTAX {
 			b.emit(asm.Mov.Reg32(regX, regA))
@@ -456,9 +516,17 @@ func translateOne(b *block, i int, f unix.SockFilter) error {
 	return nil
 }
 
+// append adds another block's instructions and jump fixes after b's.
+func (b *block) append(o block) {
+	for _, fx := range o.fix {
+		b.fix = append(b.fix, jumpFix{len(b.ins) + fx.at, fx.target})
+	}
+	b.ins = append(b.ins, o.ins...)
+}
+
 // ancillary translates a load of SKF_AD_OFF+off: skb metadata instead of
 // packet data.
-func ancillary(b *block, k uint32, size asm.Size) error {
+func (l layout) ancillary(b *block, end int, k uint32, size asm.Size) error {
 	off := k - skfAdOff
 	if field, ok := ancillaryFields[off]; ok {
 		b.emit(asm.LoadMem(regA, regSkb, field, asm.Word))
@@ -468,10 +536,13 @@ func ancillary(b *block, k uint32, size asm.Size) error {
 		return nil
 	}
 	switch off {
-	case adCPU:
-		b.emit(asm.FnGetSmpProcessorId.Call())
-	case adRandom:
-		b.emit(asm.FnGetPrandomU32.Call())
+	case adCPU, adRandom:
+		fn := asm.FnGetSmpProcessorId
+		if off == adRandom {
+			fn = asm.FnGetPrandomU32
+		}
+		b.emit(asm.StoreMem(asm.R10, l.slot(fX), regX, asm.DWord), fn.Call())
+		b.emit(l.reload(false)...)
 	case adXorX:
 		b.emit(asm.Xor.Reg32(regA, regX))
 	case adHatype, adNlattr, adNlattrNest, adPayOffset:
@@ -479,46 +550,58 @@ func ancillary(b *block, k uint32, size asm.Size) error {
 	default:
 		// Not an extension the kernel knows: a load at a negative offset,
 		// which fails at run time and rejects the packet, as in the kernel.
-		b.emit(loadSlow(size, asm.Mov.Imm32(asm.R2, int32(k)))...)
+		b.append(l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k))))
 	}
 	return nil
 }
 
-// loadSlow loads size bytes at the offset setOff puts in R2 into A with
-// bpf_skb_load_bytes, or returns 0 (reject) when the packet is shorter, as a
-// classic load does. It stands in for eBPF's LD_ABS/LD_IND, which this
-// kernel's verifier fails on (EFAULT) inside subprograms. Offsets negative
-// as int32 fail, as the kernel's classic loads do outside the SKF_NET_OFF and
-// SKF_LL_OFF ranges (which absolute loads support, below).
-func loadSlow(size asm.Size, setOff asm.Instruction) []asm.Instruction {
-	return loadCall(size, asm.FnSkbLoadBytes, setOff, nil)
-}
-
-// loadRelative loads size bytes at off from the start of the MAC or network
-// header (SKF_LL_OFF and SKF_NET_OFF loads).
-func loadRelative(size asm.Size, off uint32, start int32) []asm.Instruction {
-	return loadCall(size, asm.FnSkbLoadBytesRelative, asm.Mov.Imm32(asm.R2, int32(off)),
-		[]asm.Instruction{asm.Mov.Imm(asm.R5, start)})
-}
-
-func loadCall(size asm.Size, fn asm.BuiltinFunc, setOff asm.Instruction, extra []asm.Instruction) []asm.Instruction {
+// reload restores R1-R3 and, unless intoX, X after a helper call.
+func (l layout) reload(intoX bool) []asm.Instruction {
 	out := []asm.Instruction{
-		setOff,
-		asm.Mov.Reg(asm.R1, regSkb),
-		asm.Mov.Reg(asm.R3, asm.R10),
-		asm.Add.Imm(asm.R3, loadSlot),
-		asm.Mov.Imm(asm.R4, int32(size.Sizeof())),
+		asm.LoadMem(regSkb, asm.R10, l.slot(fSkb), asm.DWord),
+		asm.LoadMem(regP, asm.R10, l.slot(fP), asm.DWord),
+		asm.LoadMem(regAvail, asm.R10, l.slot(fAvail), asm.DWord),
 	}
-	out = append(out, extra...)
-	out = append(out,
-		fn.Call(),
-		withOff(asm.JEq.Imm(asm.R0, 0, ""), 2),
-		asm.Mov.Imm32(asm.R0, 0),
-		asm.Return(),
-		asm.LoadMem(regA, asm.R10, loadSlot, size),
-	)
-	if size != asm.Byte {
-		out = append(out, asm.HostTo(asm.BE, regA, size))
+	if !intoX {
+		out = append(out, asm.LoadMem(regX, asm.R10, l.slot(fX), asm.DWord))
 	}
 	return out
+}
+
+// slowLoad loads size bytes at the offset setOff puts in R2 into A (or X if
+// intoX) with bpf_skb_load_bytes, or rejects the packet when it is shorter,
+// as a classic load does. Offsets negative as int32 fail, as the kernel's
+// classic loads do outside the SKF_NET_OFF and SKF_LL_OFF ranges (which
+// absolute loads support, through bpf_skb_load_bytes_relative).
+func (l layout) slowLoad(intoX bool, size asm.Size, end int, setOff asm.Instruction) block {
+	return l.slowCall(intoX, size, end, asm.FnSkbLoadBytes, setOff)
+}
+
+func (l layout) slowCall(intoX bool, size asm.Size, end int, fn asm.BuiltinFunc, setOff asm.Instruction, extra ...asm.Instruction) block {
+	var b block
+	if intoX {
+		b.emit(asm.StoreMem(asm.R10, l.slot(fA), regA, asm.DWord))
+	} else {
+		b.emit(asm.StoreMem(asm.R10, l.slot(fX), regX, asm.DWord))
+	}
+	b.emit(
+		setOff,
+		asm.Mov.Reg(asm.R3, asm.R10),
+		asm.Add.Imm(asm.R3, int32(l.slot(fLoad))),
+		asm.Mov.Imm(asm.R4, int32(size.Sizeof())),
+	)
+	b.emit(extra...)
+	b.emit(fn.Call(), withOff(asm.JEq.Imm(asm.R0, 0, ""), 2))
+	reject(&b, end)
+	if intoX {
+		b.emit(
+			asm.LoadMem(regX, asm.R10, l.slot(fLoad), asm.Byte),
+			asm.LoadMem(regA, asm.R10, l.slot(fA), asm.DWord),
+		)
+	} else {
+		b.emit(asm.LoadMem(regA, asm.R10, l.slot(fLoad), size))
+		loadBE(&b, size)
+	}
+	b.emit(l.reload(intoX)...)
+	return b
 }
