@@ -68,6 +68,19 @@ type Config struct {
 
 	WriteQueueBytes Size `yaml:"write_queue_bytes"` // per stream
 
+	// The /api/v1 capture API: bearer tokens (one per line), whether they
+	// are required (and on the operational endpoints too), limits, pin
+	// budget (0: a tenth of RingMaxBytes), and optional (mutual) TLS.
+	APITokenFile string        `yaml:"api_token_file"`
+	APIAuth      bool          `yaml:"api_auth"`
+	APIAuthOps   bool          `yaml:"api_auth_ops"`
+	APIMaxWindow time.Duration `yaml:"api_max_window"`
+	APIMaxBytes  Size          `yaml:"api_max_bytes"`
+	PinMaxBytes  Size          `yaml:"pin_max_bytes"`
+	TLSCert      string        `yaml:"tls_cert"`
+	TLSKey       string        `yaml:"tls_key"`
+	TLSClientCA  string        `yaml:"tls_client_ca"`
+
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 
@@ -111,6 +124,9 @@ func Default() *Config {
 		RingMaxAge:          0,
 		MinFreePercent:      10,
 		WriteQueueBytes:     32 * MiB,
+		APIAuth:             true,
+		APIMaxWindow:        time.Hour,
+		APIMaxBytes:         4 * GiB,
 		LogLevel:            "info",
 		LogFormat:           "auto",
 	}
@@ -292,6 +308,22 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteQueueBytes < 64*KiB {
 		bad("write-queue-bytes", c.shown("write-queue-bytes", FormatSize(c.WriteQueueBytes)), "want at least 64KiB")
+	}
+
+	if c.APIMaxWindow <= 0 {
+		bad("api-max-window", c.shown("api-max-window", c.APIMaxWindow.String()), "want a positive duration such as 1h")
+	}
+	if c.APIMaxBytes < 64*KiB {
+		bad("api-max-bytes", c.shown("api-max-bytes", FormatSize(c.APIMaxBytes)), "want at least 64KiB")
+	}
+	if c.PinMaxBytes < 0 {
+		bad("pin-max-bytes", int64(c.PinMaxBytes), "want 0 (a tenth of --ring-max-bytes) or a positive size")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("invalid --tls-cert %q with --tls-key %q: want both set (HTTPS) or neither (HTTP)", c.TLSCert, c.TLSKey))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		bad("tls-client-ca", c.TLSClientCA, "needs --tls-cert and --tls-key: client certificates are only asked for over TLS")
 	}
 
 	if !oneOf(c.LogLevel, LogLevels) {

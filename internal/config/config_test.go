@@ -295,6 +295,8 @@ func TestGoodFiles(t *testing.T) {
 		FileFormat: "pcapng", FileMaxBytes: 1_000_000_000, FileMaxDuration: 5 * time.Minute,
 		RingMaxBytes: 3 * TiB / 2, RingMaxFiles: 10000, RingMaxAge: 72 * time.Hour, MinFreePercent: 5,
 		WriteQueueBytes: 64 * MiB, LogLevel: "debug", LogFormat: "json",
+		APITokenFile: "/etc/sonde/tokens", APIAuth: true, APIAuthOps: true, APIMaxWindow: 30 * time.Minute, APIMaxBytes: GiB,
+		PinMaxBytes: 100 * GiB, TLSCert: "/etc/sonde/tls.crt", TLSKey: "/etc/sonde/tls.key", TLSClientCA: "/etc/sonde/clients.crt",
 	}
 	if !reflect.DeepEqual(settingsOf(c), *want) || c.ConfigFile != "testdata/good/full.yaml" {
 		t.Errorf("full.yaml:\n got %+v\nwant %+v", c, want)
