@@ -148,6 +148,7 @@ func ringConfig(cfg *config.Config) ring.Config {
 		MaxFiles:        cfg.RingMaxFiles,
 		MaxAge:          cfg.RingMaxAge,
 		MinFreePercent:  float64(cfg.MinFreePercent),
+		PinMaxBytes:     int64(cfg.PinMaxBytes),
 		QueueBytes:      int64(cfg.WriteQueueBytes),
 	}
 }
@@ -288,6 +289,12 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// API tokens and TLS keys are read while still privileged: they are
+	// typically readable by root only.
+	apiOpts, err := apiOptions(cfg, api.Options{})
+	if err != nil {
+		return err
+	}
 	if cfg.User != "" {
 		uid, gid, err := privilege.ParseUser(cfg.User)
 		if err != nil {
@@ -312,10 +319,11 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 			return fmt.Errorf("register prefilter metrics: %w", err)
 		}
 	}
-	srv := api.New(api.Options{
-		Filter: api.FilterHealth{Mode: mode.Mode, Expression: cfg.Filter, Note: mode.Note},
-		Listen: cfg.Listen, Listener: ln, Version: build.Version, DataDir: cfg.DataDir, MinFreePercent: cfg.MinFreePercent,
-	}, log.With(zap.String("component", "api")), reg, health{cp, rg})
+	apiOpts.Filter = api.FilterHealth{Mode: mode.Mode, Expression: cfg.Filter, Note: mode.Note}
+	apiOpts.Listen, apiOpts.Listener, apiOpts.Version, apiOpts.DataDir, apiOpts.MinFreePercent = cfg.Listen, ln, build.Version, cfg.DataDir, cfg.MinFreePercent
+	apiOpts.Store = rg
+	srv := api.New(apiOpts, log.With(zap.String("component", "api")), reg, health{cp, rg})
+	defer srv.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
