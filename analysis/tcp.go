@@ -17,6 +17,8 @@ type tcpDir struct {
 	seqInit     bool
 	ackInit     bool
 	hasWScale   bool
+	synSeen     bool // this direction's SYN was seen, so its window scale is known
+	winSYN      bool // lastWin came from a SYN, whose window is never scaled
 	fin         bool
 	// One outstanding data-RTT sample: the sequence that must be acked and
 	// when the segment ending there was sent; rttTime 0 when none.
@@ -82,10 +84,10 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 			c.SYNRetrans++
 		}
 		t.synTime = ts
-		fwd.mss, fwd.wscale, fwd.hasWScale = tp.MSS, tp.WScale, tp.HasWScale
+		fwd.mss, fwd.wscale, fwd.hasWScale, fwd.synSeen = tp.MSS, tp.WScale, tp.HasWScale, true
 	case decode.TCPSyn | decode.TCPAck:
 		c.SYNACKs++
-		fwd.mss, fwd.wscale, fwd.hasWScale = tp.MSS, tp.WScale, tp.HasWScale
+		fwd.mss, fwd.wscale, fwd.hasWScale, fwd.synSeen = tp.MSS, tp.WScale, tp.HasWScale, true
 		if t.haveSYN && uint8(d) != t.client {
 			if !t.haveSYNACK && tp.Ack == t.synSeq+1 {
 				c.HandshakeSYN.Observe(ts - t.synTime)
@@ -105,6 +107,20 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 			t.estab = true
 			c.Established++
 			c.HandshakeACK.Observe(ts - t.synAckTime)
+		}
+	}
+
+	// Window full, as Wireshark's tcp.analysis.window_full: a data segment
+	// reaching exactly the right edge of the window the receiver last
+	// advertised, so the sender could send no more until the receiver read.
+	// The scale is known only once the receiver's SYN was seen.
+	if seglen > 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 && rev.ackInit && rev.synSeen {
+		win := uint32(rev.lastWin)
+		if !rev.winSYN && rev.hasWScale && fwd.hasWScale {
+			win <<= rev.wscale
+		}
+		if tp.Seq+seglen == rev.lastAck+win {
+			c.LowWindows++
 		}
 	}
 
@@ -160,23 +176,10 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 			c.DataRTT.Observe(ts - rev.rttTime)
 			rev.rttTime = 0
 		}
-		if flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 {
-			if tp.Window == 0 {
-				c.ZeroWindows++
-			} else {
-				win := uint64(tp.Window)
-				if fwd.hasWScale && rev.hasWScale {
-					win <<= fwd.wscale
-				}
-				mss := uint64(rev.mss)
-				if mss == 0 {
-					mss = 536
-				}
-				if win < 2*mss {
-					c.LowWindows++
-				}
-			}
+		if tp.Window == 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 {
+			c.ZeroWindows++
 		}
+		fwd.winSYN = flags&decode.TCPSyn != 0
 	}
 
 	if flags&decode.TCPFin != 0 && !fwd.fin {

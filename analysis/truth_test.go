@@ -145,6 +145,13 @@ func compareWithTshark(t *testing.T, file string, s *Snapshot) {
 		{"dns NXDOMAIN", c.DNS.Rcodes[3], tsharkCount(t, file, "dns.flags.response==1 && dns.flags.rcode==3 && udp.port==53")},
 		{"tcp RST segments", c.TCP.Resets, tsharkCount(t, file, "tcp.flags.reset==1")},
 		{"tcp zero windows", c.TCP.ZeroWindows, tsharkCount(t, file, "tcp.analysis.zero_window")},
+		// The classes below follow tcp_analyze_sequence_number's order and
+		// conditions, so they are held to equality too.
+		{"tcp window full", c.TCP.LowWindows, tsharkCount(t, file, "tcp.analysis.window_full")},
+		{"tcp duplicate ACKs", c.TCP.DupAcks, tsharkCount(t, file, "tcp.analysis.duplicate_ack")},
+		{"tcp fast retransmissions", c.TCP.FastRetransmissions, tsharkCount(t, file, "tcp.analysis.fast_retransmission")},
+		{"tcp spurious retransmissions", c.TCP.SpuriousRetransmits, tsharkCount(t, file, "tcp.analysis.spurious_retransmission")},
+		{"tcp out of order", c.TCP.OutOfOrder, tsharkCount(t, file, "tcp.analysis.out_of_order")},
 	}
 	for _, e := range exact {
 		if e.got != e.want {
@@ -160,12 +167,17 @@ func compareWithTshark(t *testing.T, file string, s *Snapshot) {
 		t.Errorf("%s: %d handshake RTTs, tshark %d", filepath.Base(file), c.TCP.HandshakeRTT.Count, len(rtts))
 	}
 	// tshark prints microseconds: allow that rounding on top of 5 %.
-	if p50, want := c.TCP.HandshakeRTT.Quantile(0.5).Seconds(), nearestRank(rtts, 0.5); math.Abs(p50-want) > 0.05*want+1e-6 {
-		t.Errorf("%s: handshake RTT p50 %v, tshark %v", filepath.Base(file), p50, want)
+	for _, q := range []float64{0.5, 0.95} {
+		if got, want := c.TCP.HandshakeRTT.Quantile(q).Seconds(), nearestRank(rtts, q); math.Abs(got-want) > 0.05*want+1e-6 {
+			t.Errorf("%s: handshake RTT p%.0f %v, tshark %v", filepath.Base(file), q*100, got, want)
+		}
 	}
-	t.Logf("%s: %d packets, %d bytes, tcp %d, udp %d, dns %d/%d, retrans %d (tshark %d), handshakes %d p50 %v (tshark %v)",
+	t.Logf("%s: %d packets, %d bytes, tcp %d, udp %d, dns %d/%d, retrans %d (tshark %d), handshakes %d p50 %v p95 %v (tshark %v %v)",
 		filepath.Base(file), c.Packets, c.Bytes, c.Protos[ProtoTCP].Packets, c.Protos[ProtoUDP].Packets, c.DNS.Queries, c.DNS.Responses,
-		c.TCP.Retransmissions, retrans, c.TCP.HandshakeRTT.Count, c.TCP.HandshakeRTT.Quantile(0.5), time.Duration(nearestRank(rtts, 0.5)*1e9))
+		c.TCP.Retransmissions, retrans, c.TCP.HandshakeRTT.Count, c.TCP.HandshakeRTT.Quantile(0.5), c.TCP.HandshakeRTT.Quantile(0.95),
+		time.Duration(nearestRank(rtts, 0.5)*1e9), time.Duration(nearestRank(rtts, 0.95)*1e9))
+	t.Logf("%s: fast %d, spurious %d, out of order %d, dup ACKs %d, zero windows %d, window full %d",
+		filepath.Base(file), c.TCP.FastRetransmissions, c.TCP.SpuriousRetransmits, c.TCP.OutOfOrder, c.TCP.DupAcks, c.TCP.ZeroWindows, c.TCP.LowWindows)
 }
 
 func absDiff(a, b uint64) uint64 {
