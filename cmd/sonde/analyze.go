@@ -189,7 +189,7 @@ type jsonTCP struct {
 	OutOfOrder          uint64   `json:"out_of_order"`
 	DupAcks             uint64   `json:"duplicate_acks"`
 	ZeroWindows         uint64   `json:"zero_windows"`
-	LowWindows          uint64   `json:"low_windows"`
+	WindowFull          uint64   `json:"window_full"`
 	KeepAlives          uint64   `json:"keep_alives"`
 	HandshakeRTT        jsonHist `json:"handshake_rtt_seconds"`
 	SYNToSYNACK         jsonHist `json:"syn_to_synack_seconds"`
@@ -301,7 +301,7 @@ func report(s *analysis.Snapshot, files []string) *jsonReport {
 		Retransmissions: t.Retransmissions, FastRetransmissions: t.FastRetransmissions,
 		RTORetransmissions: t.RTORetransmissions, SpuriousRetransmits: t.SpuriousRetransmits,
 		SYNRetransmissions: t.SYNRetrans, OutOfOrder: t.OutOfOrder, DupAcks: t.DupAcks,
-		ZeroWindows: t.ZeroWindows, LowWindows: t.LowWindows, KeepAlives: t.KeepAlives,
+		ZeroWindows: t.ZeroWindows, WindowFull: t.LowWindows, KeepAlives: t.KeepAlives,
 		HandshakeRTT: hist(&t.HandshakeRTT), SYNToSYNACK: hist(&t.HandshakeSYN),
 		SYNACKToACK: hist(&t.HandshakeACK), DataRTT: hist(&t.DataRTT),
 	}
@@ -356,7 +356,7 @@ func writeText(w io.Writer, s *analysis.Snapshot, files []string) {
 		t.Opened, t.Established, t.Closed, t.ConnResets, t.Resets)
 	fmt.Fprintf(w, "  retransmissions %d of %d data segments (fast %d, RTO %d, spurious %d, SYN %d)\n",
 		t.Retransmissions, t.DataSegments, t.FastRetransmissions, t.RTORetransmissions, t.SpuriousRetransmits, t.SYNRetrans)
-	fmt.Fprintf(w, "  out of order %d, duplicate ACKs %d, zero windows %d, low windows %d\n",
+	fmt.Fprintf(w, "  out of order %d, duplicate ACKs %d, zero windows %d, window full %d\n",
 		t.OutOfOrder, t.DupAcks, t.ZeroWindows, t.LowWindows)
 	fmt.Fprintf(w, "  handshake RTT p50 %v p95 %v (%d); data RTT p50 %v p95 %v (%d)\n",
 		t.HandshakeRTT.Quantile(0.5), t.HandshakeRTT.Quantile(0.95), t.HandshakeRTT.Count,
