@@ -11,6 +11,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/sonde-project/sonde/analysis"
+	"github.com/sonde-project/sonde/analysis/anomaly"
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/internal/privilege"
@@ -84,6 +86,19 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 
+	// Analysis runs the traffic analysis engine and anomaly detection beside
+	// the ring; Window is its reporting window and MaxFlows its flow table
+	// bound over all workers (0: the engine's default).
+	Analysis bool          `yaml:"analysis"`
+	Window   time.Duration `yaml:"window"`
+	MaxFlows int           `yaml:"max_flows"`
+	// Anomaly overrides the anomaly thresholds: key=value;... (see
+	// anomaly.Parse). SIGHUP applies a change without a restart.
+	Anomaly string `yaml:"anomaly"`
+	// MetricsTopTalkers exports the last window's N top talkers as series
+	// labelled by address (0: off).
+	MetricsTopTalkers int `yaml:"metrics_top_talkers"`
+
 	// ConfigFile is the YAML file the configuration was read from, if any.
 	ConfigFile string `yaml:"-"`
 
@@ -129,6 +144,8 @@ func Default() *Config {
 		APIMaxBytes:         4 * GiB,
 		LogLevel:            "info",
 		LogFormat:           "auto",
+		Analysis:            true,
+		Window:              10 * time.Second,
 	}
 }
 
@@ -324,6 +341,19 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		bad("tls-client-ca", c.TLSClientCA, "needs --tls-cert and --tls-key: client certificates are only asked for over TLS")
+	}
+
+	if c.Window < time.Second || c.Window > time.Hour {
+		bad("window", c.shown("window", c.Window.String()), "want a duration from 1s to 1h")
+	}
+	if c.MaxFlows != 0 && (c.MaxFlows < 16*c.WorkerCount()*max(1, len(c.Interfaces)) || c.MaxFlows > 1<<26) {
+		bad("max-flows", c.MaxFlows, fmt.Sprintf("want 0 (the default, %d) or %d to %d", analysis.DefaultMaxFlows, 16*c.WorkerCount()*max(1, len(c.Interfaces)), 1<<26))
+	}
+	if _, err := anomaly.Parse(c.Anomaly); err != nil {
+		errs = append(errs, fmt.Errorf("invalid --anomaly (%s): %w", c.Source("anomaly"), err))
+	}
+	if c.MetricsTopTalkers < 0 || c.MetricsTopTalkers > 100 {
+		bad("metrics-top-talkers", c.MetricsTopTalkers, "want 0 (off) to 100")
 	}
 
 	if !oneOf(c.LogLevel, LogLevels) {

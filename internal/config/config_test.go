@@ -153,6 +153,14 @@ func TestSettings(t *testing.T) {
 		{"file duration short", []string{"--file-max-duration=500ms"}, nil, nil, `want 0 (no limit) or at least 1s`},
 		{"file both zero", []string{"--file-max-duration=0", "--file-max-bytes=0"}, nil, nil, `invalid --file-max-bytes 0 (flag --file-max-bytes) with --file-max-duration 0 (flag --file-max-duration)`},
 
+		{"analysis off", nil, map[string]string{"SONDE_ANALYSIS": "false"}, func(c *Config) bool { return !c.Analysis }, ""},
+		{"analysis default", nil, nil, func(c *Config) bool { return c.Analysis && c.Window == 10*time.Second && c.MaxFlows == 0 }, ""},
+		{"window short", []string{"--window=500ms"}, nil, nil, `invalid --window "500ms" (flag --window): want a duration from 1s to 1h`},
+		{"max flows small", []string{"--max-flows=3", "--workers=2"}, nil, nil, `invalid --max-flows 3 (flag --max-flows): want 0 (the default, 2097152) or 32 to 67108864`},
+		{"anomaly", []string{"--anomaly=syn_flood_per_second=10;brute_force_ports=22"}, nil, func(c *Config) bool { return c.Anomaly != "" }, ""},
+		{"anomaly bad", []string{"--anomaly=port_scan_targets=x"}, nil, nil, `invalid --anomaly (flag --anomaly): anomaly setting port_scan_targets="x": want a whole number`},
+		{"top talkers", []string{"--metrics-top-talkers=500"}, nil, nil, `invalid --metrics-top-talkers 500 (flag --metrics-top-talkers): want 0 (off) to 100`},
+
 		{"ring max bytes unlimited", []string{"--ring-max-bytes=0"}, nil, func(c *Config) bool { return c.RingMaxBytes == 0 }, ""},
 		{"ring max files", []string{"--ring-max-files=100"}, nil, func(c *Config) bool { return c.RingMaxFiles == 100 }, ""},
 		{"ring max files neg", nil, map[string]string{"SONDE_RING_MAX_FILES": "-3"}, nil, `invalid --ring-max-files -3 (env SONDE_RING_MAX_FILES)`},
@@ -297,6 +305,7 @@ func TestGoodFiles(t *testing.T) {
 		WriteQueueBytes: 64 * MiB, LogLevel: "debug", LogFormat: "json",
 		APITokenFile: "/etc/sonde/tokens", APIAuth: true, APIAuthOps: true, APIMaxWindow: 30 * time.Minute, APIMaxBytes: GiB,
 		PinMaxBytes: 100 * GiB, TLSCert: "/etc/sonde/tls.crt", TLSKey: "/etc/sonde/tls.key", TLSClientCA: "/etc/sonde/clients.crt",
+		Analysis: false, Window: 30 * time.Second, MaxFlows: 100000, Anomaly: "port_scan_targets=50; internal_nets=10.0.0.0/8,198.18.0.0/15", MetricsTopTalkers: 10,
 	}
 	if !reflect.DeepEqual(settingsOf(c), *want) || c.ConfigFile != "testdata/good/full.yaml" {
 		t.Errorf("full.yaml:\n got %+v\nwant %+v", c, want)

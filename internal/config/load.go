@@ -67,6 +67,11 @@ var settings = []setting{
 	{"tls-client-ca", []string{"SONDE_TLS_CLIENT_CA"}, "tls_client_ca", "PEM CA certificates: require and verify client certificates (mutual TLS)", func(c *Config) any { return &c.TLSClientCA }},
 	{"log-level", []string{"SONDE_LOG_LEVEL", "LOG_LEVEL"}, "log_level", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{"log-format", []string{"SONDE_LOG_FORMAT"}, "log_format", "auto (console on a terminal, else JSON), json or console", func(c *Config) any { return &c.LogFormat }},
+	{"analysis", []string{"SONDE_ANALYSIS"}, "analysis", "analyse traffic (metrics, health, anomaly events) beside the ring", func(c *Config) any { return &c.Analysis }},
+	{"window", []string{"SONDE_WINDOW"}, "window", "analysis reporting window (1s-1h)", func(c *Config) any { return &c.Window }},
+	{"max-flows", []string{"SONDE_MAX_FLOWS"}, "max_flows", "flows tracked by analysis over all workers (0: the engine default, 2097152)", func(c *Config) any { return &c.MaxFlows }},
+	{"anomaly", []string{"SONDE_ANOMALY"}, "anomaly", "anomaly thresholds to override, key=value;... such as port_scan_targets=50;internal_nets=10.0.0.0/8 (SIGHUP reloads)", func(c *Config) any { return &c.Anomaly }},
+	{"metrics-top-talkers", []string{"SONDE_METRICS_TOP_TALKERS"}, "metrics_top_talkers", "export the last window's N top talkers as series labelled by address (0: off; at most 100)", func(c *Config) any { return &c.MetricsTopTalkers }},
 }
 
 const (
