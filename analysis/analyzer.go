@@ -2,6 +2,11 @@ package analysis
 
 import (
 	"bytes"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/sonde-project/sonde/analysis/decode"
 	"github.com/sonde-project/sonde/capture"
@@ -25,6 +30,8 @@ type Analyzer struct {
 	names    nameSketch
 	drops    func() uint64
 	lastDrop uint64
+	log      *zap.Logger
+	panicked bool // the first recovered panic has been logged
 
 	winStart, winEnd int64
 	lastTS           int64
@@ -41,15 +48,60 @@ func (a *Analyzer) SetDropCounter(fn func() uint64) {
 	}
 }
 
+// SetLogger gives the analyzer a logger for the one message it may log:
+// the first analyzer panic (see HandleBlock). Without one it logs nothing.
+func (a *Analyzer) SetLogger(l *zap.Logger) { a.log = l }
+
 var _ capture.Consumer = (*Analyzer)(nil)
 
 // HandleBlock analyses every packet of b.
+//
+// A packet whose analysis panics is skipped and counted
+// (Counters.AnalyzerPanics); the first such panic is logged with the
+// packet's timestamp, length and place in the block. The block goes on with
+// the next packet, so a decoder bug triggered by one hostile packet never
+// stops capture. The recover is deferred once per block, not per packet:
+// handleFrom is re-entered after each panic, and the normal path pays
+// nothing.
 func (a *Analyzer) HandleBlock(b *capture.Block) {
 	lt := decode.LinkType(b.LinkType)
-	for i := range b.Packets {
-		p := &b.Packets[i]
+	for i := 0; i < len(b.Packets); {
+		i = a.handleFrom(lt, b, i)
+	}
+}
+
+// handleFrom analyses b's packets from i on and returns len(b.Packets), or
+// the index after a packet that panicked.
+func (a *Analyzer) handleFrom(lt decode.LinkType, b *capture.Block, i int) (next int) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.recovered(r, b, next)
+			next++
+		}
+	}()
+	for next = i; next < len(b.Packets); next++ {
+		p := &b.Packets[next]
 		a.packet(lt, p.Timestamp, p.Length, p.Data)
 	}
+	return next
+}
+
+func (a *Analyzer) recovered(r any, b *capture.Block, i int) {
+	a.c.AnalyzerPanics++
+	if a.panicked || a.log == nil {
+		return
+	}
+	a.panicked = true
+	p := &b.Packets[i]
+	a.log.Error("analysis panicked on a packet; the packet was skipped, further panics are only counted (Counters.AnalyzerPanics)",
+		zap.Int("worker", a.worker),
+		zap.Time("packet_time", time.Unix(0, p.Timestamp).UTC()),
+		zap.Int64("packet_time_ns", p.Timestamp),
+		zap.Uint32("packet_length", p.Length),
+		zap.Int("captured_bytes", len(p.Data)),
+		zap.Int("index_in_block", i),
+		zap.String("panic", fmt.Sprint(r)),
+		zap.ByteString("stack", debug.Stack()))
 }
 
 // Idle closes the current window when the wall clock has passed its end,

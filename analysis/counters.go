@@ -135,6 +135,11 @@ type Counters struct {
 	ExpiredFlows uint64
 	DroppedFlows uint64
 
+	// AnalyzerPanics counts packets whose analysis panicked and was
+	// recovered (Analyzer.HandleBlock); they count in Packets and Bytes and
+	// possibly in part of the rest.
+	AnalyzerPanics uint64
+
 	TCP TCPCounters
 	DNS DNSCounters
 	// Jitter holds one RFC 3550 interarrival jitter estimate per UDP flow
@@ -173,6 +178,7 @@ func (c *Counters) Add(o *Counters) {
 	c.NewFlows += o.NewFlows
 	c.ExpiredFlows += o.ExpiredFlows
 	c.DroppedFlows += o.DroppedFlows
+	c.AnalyzerPanics += o.AnalyzerPanics
 
 	t, u := &c.TCP, &o.TCP
 	t.Segments += u.Segments
