@@ -180,7 +180,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 // so no packet is lost); a configuration that does not validate is refused
 // whole and the running one kept; settings that only a restart can change
 // are named in a warning.
-func reload(args []string, cur *config.Config, rg *ring.Ring, log *zap.Logger) {
+func reload(args []string, cur *config.Config, rg *ring.Ring, la *liveAnalysis, log *zap.Logger) {
 	next, err := config.Load(args, os.LookupEnv)
 	if err == nil && len(next.Interfaces) == 0 {
 		next.Interfaces = cur.Interfaces // the default-route interface, resolved at start
@@ -196,6 +196,11 @@ func reload(args []string, cur *config.Config, rg *ring.Ring, log *zap.Logger) {
 		log.Warn("configuration reloaded, but these settings change only on restart", zap.Strings("settings", changed))
 	}
 	cur.RingMaxBytes, cur.RingMaxFiles, cur.RingMaxAge, cur.MinFreePercent = next.RingMaxBytes, next.RingMaxFiles, next.RingMaxAge, next.MinFreePercent
+	if la != nil && next.Anomaly != cur.Anomaly {
+		la.reload(next)
+		cur.Anomaly = next.Anomaly
+		log.Info("anomaly thresholds reloaded", zap.String("anomaly", next.Anomaly))
+	}
 	log.Info("configuration reloaded", zap.Stringer("ring_max_bytes", next.RingMaxBytes), zap.Int("ring_max_files", next.RingMaxFiles),
 		zap.Duration("ring_max_age", next.RingMaxAge), zap.Int("min_free_percent", next.MinFreePercent))
 }
@@ -209,7 +214,7 @@ func retention(c *config.Config) ring.Retention {
 // restartOnly names the settings that differ between a and b other than the
 // ones a reload applies.
 func restartOnly(a, b *config.Config) []string {
-	reloadable := map[string]bool{"RingMaxBytes": true, "RingMaxFiles": true, "RingMaxAge": true, "MinFreePercent": true, "ConfigFile": true}
+	reloadable := map[string]bool{"RingMaxBytes": true, "RingMaxFiles": true, "RingMaxAge": true, "MinFreePercent": true, "ConfigFile": true, "Anomaly": true}
 	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
 	var out []string
 	for i := 0; i < va.NumField(); i++ {
@@ -274,8 +279,20 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 		Filter:       filter,
 		PcapFilter:   pcapFilter,
 	}
+	var la *liveAnalysis
+	if cfg.Analysis {
+		if la, err = newLiveAnalysis(cfg, rg, log.With(zap.String("component", "analysis"))); err != nil {
+			return err
+		}
+	}
 	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), func(w capture.Worker) []capture.Consumer {
-		return []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
+		cs := []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
+		if la != nil {
+			if a := la.consumer(w); a != nil {
+				cs = append(cs, a)
+			}
+		}
+		return cs
 	})
 	if errors.Is(err, capture.ErrFilter) {
 		return usageError{err}
@@ -314,6 +331,12 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	if err := exporter.Register(reg, build, cp, rg); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if la != nil {
+		opts := exporter.AnalysisOptions{TopTalkers: cfg.MetricsTopTalkers, Window: cfg.Window}
+		if err := reg.Register(exporter.NewAnalysisCollector(la.eng, la.det, opts)); err != nil {
+			return fmt.Errorf("register analysis metrics: %w", err)
+		}
+	}
 	if pf != nil {
 		if err := reg.Register(exporter.NewPrefilterCollector(pf)); err != nil {
 			return fmt.Errorf("register prefilter metrics: %w", err)
@@ -335,7 +358,14 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	// close their streams; the ring then drains, publishes the open files and
 	// returns, so every packet read is on disk before the process exits.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return cp.Run(gctx) })
+	// The event sink outlives capture: the analyzers publish their last
+	// window when capture closes them, and its events must still be written.
+	sinkCtx, stopSink := context.WithCancel(context.Background())
+	defer stopSink()
+	g.Go(func() error { defer stopSink(); return cp.Run(gctx) })
+	if la != nil {
+		g.Go(func() error { return la.Run(sinkCtx) })
+	}
 	g.Go(func() error { return rg.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 	hup := make(chan os.Signal, 1)
@@ -347,7 +377,7 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				reload(args, cfg, rg, log)
+				reload(args, cfg, rg, la, log)
 			}
 		}
 	})
