@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sonde-project/sonde/analysis"
+	"github.com/sonde-project/sonde/analysis/anomaly"
 	"github.com/sonde-project/sonde/analysis/decode"
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/internal/pcapio"
@@ -54,12 +55,21 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sonde analyze: --format %q: want text or json\n", *format)
 		return exitUsage
 	}
+	// Anomaly detection with the default thresholds, on every window.
+	det := anomaly.New(anomaly.DefaultThresholds())
+	found := []jsonAnomaly{}
 	eng, err := analysis.NewEngine(analysis.Config{
 		Workers:     1,
 		Window:      *window,
 		KeepWindows: 100000,
 		// A file is read by one worker: give it the whole table budget.
-		MaxFlows: analysis.DefaultMaxFlows,
+		MaxFlows:    analysis.DefaultMaxFlows,
+		FlowRecords: 1 << 20,
+		OnWindow: func(w *analysis.Window, flows []analysis.FlowRecord, _ uint64) {
+			for _, e := range det.Window(w, flows) {
+				found = append(found, jsonAnomaly{Kind: string(e.Kind), Start: e.Start, End: e.End, Source: e.Source, Target: e.Target})
+			}
+		},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "sonde analyze: --window %v: %v\n", *window, err)
@@ -90,7 +100,9 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(report(snap, files)); err != nil {
+		r := report(snap, files)
+		r.Anomalies = found
+		if err := enc.Encode(r); err != nil {
 			fmt.Fprintf(stderr, "sonde analyze: write the report: %v\n", err)
 			return exitFailed
 		}
