@@ -62,3 +62,27 @@ lint:
 clean:
 	rm -rf bin
 	$(GO) clean -testcache
+
+# The container image, one `docker build` per platform (BuildKit; the
+# builder stage cross-compiles, so no emulation is needed). Tags
+# IMAGE-ARCH per platform, and IMAGE itself for the first one. With buildx
+# present, `docker buildx build --platform linux/amd64,linux/arm64` builds
+# the same Dockerfile as one multi-arch image.
+IMAGE         ?= sonde:$(VERSION)
+PLATFORMS     ?= linux/amd64 linux/arm64
+DOCKER        ?= $(shell command -v /usr/bin/docker || command -v docker)
+GO_IMAGE      ?=
+RUNTIME_IMAGE ?=
+IMAGE_ARGS     = --build-arg VERSION=$(VERSION) \
+	$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) \
+	$(if $(RUNTIME_IMAGE),--build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE))
+
+.PHONY: image
+image:
+	@set -e; first=1; for p in $(PLATFORMS); do \
+		arch=$${p#*/}; \
+		echo "== image $(IMAGE)-$$arch ($$p)"; \
+		DOCKER_BUILDKIT=1 $(DOCKER) build --network host --platform $$p $(IMAGE_ARGS) -t $(IMAGE)-$$arch .; \
+		if [ $$first = 1 ]; then $(DOCKER) tag $(IMAGE)-$$arch $(IMAGE); first=0; fi; \
+		$(DOCKER) image inspect -f "$(IMAGE)-$$arch: {{.Size}} bytes {{.Os}}/{{.Architecture}}" $(IMAGE)-$$arch; \
+	done

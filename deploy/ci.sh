@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CI for deploy/ (called from .ci/run, as root on a fresh Debian machine):
+# installs Docker, Compose, Prometheus and Helm from Debian and the Go module
+# proxy; builds the real Dockerfile offline against local stand-in base
+# images; runs the image and the compose sensor; lints and strictly decodes
+# the Helm chart and plain manifests; runs Prometheus against a live sensor
+# in a network namespace (queries and alerts). Network tests touch only
+# loopback and namespaces made here; everything is cleaned up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+export PATH="/usr/local/go/bin:$PATH"
+HELM_VERSION=v3.22.0
+start=$(date +%s)
+step() { echo "== deploy: $* ($(( $(date +%s) - start ))s)"; }
+
+step "install docker.io, docker-compose, busybox-static, prometheus"
+apt-get install -y -q --no-install-recommends docker.io docker-compose busybox-static \
+	ca-certificates curl iproute2 iptables prometheus file >/dev/null
+
+dockerd_pid=""
+cleanup() {
+	docker image rm -f sonde:ci >/dev/null 2>&1 || true
+	[ -n "$dockerd_pid" ] && kill "$dockerd_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+if ! /usr/bin/docker info >/dev/null 2>&1; then
+	step "start dockerd"
+	dockerd >/tmp/sonde-ci-dockerd.log 2>&1 &
+	dockerd_pid=$!
+	for _ in $(seq 60); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 1; done
+	/usr/bin/docker info >/dev/null || { tail -20 /tmp/sonde-ci-dockerd.log; exit 1; }
+fi
+
+# Helm through the Go module proxy, cached between runs; built in the
+# background while the image builds.
+helm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/sonde-tools/helm-$HELM_VERSION"
+export HELM="$helm_dir/helm"
+helm_job=""
+if [ ! -x "$HELM" ]; then
+	GOBIN="$helm_dir" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/tmp/sonde-ci-helm.log 2>&1 &
+	helm_job=$!
+fi
+
+step "stand-in base images"
+bash deploy/docker/standin.sh
+step "docker build (the real Dockerfile, stand-in bases)"
+make image IMAGE=sonde:ci PLATFORMS=linux/amd64 \
+	GO_IMAGE=sonde-standin/go:local RUNTIME_IMAGE=sonde-standin/static:local
+
+step "image run test"
+IMAGE=sonde:ci bash deploy/test/image.sh
+step "compose test"
+IMAGE=sonde:ci bash deploy/test/compose.sh
+
+if [ -n "$helm_job" ]; then
+	step "waiting for helm $HELM_VERSION to build"
+	wait "$helm_job" || { cat /tmp/sonde-ci-helm.log; exit 1; }
+fi
+step "helm lint, manifests in sync, strict decoding"
+"$HELM" lint --strict deploy/helm/sonde
+bash deploy/sync.sh --check
+(cd deploy/test && go vet ./... && go test -count=1 -v -run 'Test(StrictDecode|HelmTemplate|PlainManifests)' ./...)
+
+step "monitoring against a live sensor"
+bash deploy/test/monitoring.sh
+step "deploy/ passed"
