@@ -64,7 +64,12 @@ func classFrames() []struct {
 }
 
 func TestClassCounters(t *testing.T) {
-	objs := loadTest(t, Config{})
+	for _, l := range loaders {
+		t.Run(l.name, func(t *testing.T) { testClassCounters(t, l.load(t, Config{})) })
+	}
+}
+
+func testClassCounters(t *testing.T, objs *prefilterObjects) {
 	var total InterfaceStats
 	for _, c := range classFrames() {
 		t.Run(c.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -100,11 +101,15 @@ func pad(b []byte, n int) []byte {
 	return append(b, make([]byte, n-len(b))...)
 }
 
+// supported is Supported, asked once: it loads the program, which takes a
+// while.
+var supported = sync.OnceValue(Supported)
+
 // needBPF skips the test when this process may not load eBPF, unless
 // CI=true or we are root, where the prefilter must work.
 func needBPF(t testing.TB) {
 	t.Helper()
-	err := Supported()
+	err := supported()
 	if err == nil {
 		return
 	}
@@ -115,7 +120,7 @@ func needBPF(t testing.TB) {
 }
 
 // loadTest loads the program for cfg as Attach would for an Ethernet
-// interface, without a socket.
+// interface, without a socket, reading packets in place.
 func loadTest(t testing.TB, cfg Config) *prefilterObjects {
 	t.Helper()
 	needBPF(t)
@@ -130,6 +135,33 @@ func loadTest(t testing.TB, cfg Config) *prefilterObjects {
 	t.Cleanup(func() { objs.Close() })
 	return &objs
 }
+
+// loadTestCopy is loadTest for the program that copies the first bytes of
+// each packet, the fallback for kernels that cannot give them in place.
+func loadTestCopy(t testing.TB, cfg Config) *prefilterObjects {
+	t.Helper()
+	needBPF(t)
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := newSpec(p.cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs prefilterObjects
+	if err := loadObjects(spec, 14, &objs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return &objs
+}
+
+// loaders are both ways the program reads packets.
+var loaders = []struct {
+	name string
+	load func(testing.TB, Config) *prefilterObjects
+}{{"in place", loadTest}, {"copy", loadTestCopy}}
 
 // testInput wraps frame for BPF_PROG_TEST_RUN. For socket filters the kernel
 // treats the first 14 bytes as an Ethernet header it pulls off (eth_type_trans)

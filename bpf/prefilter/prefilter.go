@@ -46,6 +46,11 @@ type Config struct {
 	// least recently seen (whose later packets then count as a new flow);
 	// 0 means 65536.
 	MaxFlows uint32
+	// RunTimeStats turns on the kernel's BPF run-time statistics
+	// (BPF_STATS_RUN_TIME) while the prefilter is loaded, so that Stats
+	// reports RunTime and RunCount. It is host-wide: every BPF program on
+	// the host then pays for two clock reads per run. Off by default.
+	RunTimeStats bool
 }
 
 const (
@@ -86,9 +91,13 @@ type InterfaceStats struct {
 	// flow was past the cutoff, or sampling left them out.
 	FilteredOut, FlowsCutOff, SampledOut Counter
 	// RunTime and RunCount are the kernel's statistics for the program,
-	// zero unless the kernel collects them (BPF_ENABLE_STATS).
+	// zero unless Config.RunTimeStats is set (and the kernel agreed).
 	RunTime  time.Duration
 	RunCount uint64
+	// InPlace is true when the program reads packets in place; false when
+	// the kernel cannot give it the packet data and it copies the first
+	// bytes of each packet instead (slower).
+	InPlace bool
 }
 
 // Prefilter loads one program per interface on first Attach and keeps its maps
@@ -99,7 +108,7 @@ type Prefilter struct {
 
 	mu      sync.Mutex
 	ifaces  []*ifaceProg
-	statsOn io.Closer // keeps BPF_STATS_RUN_TIME on while we live; nil if refused
+	statsOn io.Closer // keeps BPF_STATS_RUN_TIME on while we live; nil if off or refused
 	tried   bool      // stats enabling attempted
 }
 
@@ -272,7 +281,7 @@ func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
 			return ip, nil
 		}
 	}
-	if !p.tried {
+	if p.cfg.RunTimeStats && !p.tried {
 		p.tried = true
 		// Run time statistics cost two clock reads per packet for every
 		// BPF program on the host while enabled; refusal just leaves them 0.
@@ -351,13 +360,15 @@ func (p *Prefilter) Stats() []InterfaceStats {
 	defer p.mu.Unlock()
 	out := make([]InterfaceStats, 0, len(p.ifaces))
 	for _, ip := range p.ifaces {
-		st := InterfaceStats{Interface: ip.name}
+		st := InterfaceStats{Interface: ip.name, InPlace: ip.inPlace}
 		var perCPU []prefilterStats
 		if err := ip.objs.StatsMap.Lookup(uint32(0), &perCPU); err == nil {
 			st.add(perCPU)
 		}
-		if ps, err := ip.objs.Prefilter.Stats(); err == nil {
-			st.RunTime, st.RunCount = ps.Runtime, ps.RunCount
+		if p.statsOn != nil {
+			if ps, err := ip.objs.Prefilter.Stats(); err == nil {
+				st.RunTime, st.RunCount = ps.Runtime, ps.RunCount
+			}
 		}
 		out = append(out, st)
 	}

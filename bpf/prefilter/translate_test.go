@@ -305,7 +305,19 @@ func testFrames() [][]byte {
 // interpreter's on every frame.
 func checkProgram(t *testing.T, prog []unix.SockFilter, frames [][]byte) (accepted int) {
 	t.Helper()
-	objs := loadTest(t, Config{Snaplen: 0xffffffff, Filter: prog})
+	for i, l := range loaders {
+		t.Run(l.name, func(t *testing.T) {
+			acc := checkProgramWith(t, l.load(t, Config{Snaplen: 0xffffffff, Filter: prog}), prog, frames)
+			if i == 0 {
+				accepted = acc
+			}
+		})
+	}
+	return accepted
+}
+
+func checkProgramWith(t *testing.T, objs *prefilterObjects, prog []unix.SockFilter, frames [][]byte) (accepted int) {
+	t.Helper()
 	mismatches := 0
 	for _, f := range frames {
 		m := meta{ifindex: 1}
