@@ -52,7 +52,7 @@ func newLiveAnalysis(cfg *config.Config, rg *ring.Ring, log *zap.Logger) (*liveA
 				names = append(names, f.Name)
 			}
 			return names
-		}, log.With(zap.String("component", "events")))
+		}, log)
 	if err != nil {
 		return nil, err
 	}
