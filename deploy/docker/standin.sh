@@ -54,7 +54,7 @@ for applet in $("$busybox" --list); do
 done
 tar -C "$gb" -cf "$work/go.tar" .
 # The Go tree is appended without its own tests and docs, which builds need not.
-tar -C "$(dirname "$GOROOT_DIR")" -rf "$work/go.tar" \
+tar -C "$(dirname "$GOROOT_DIR")" -rf "$work/go.tar" --anchored \
 	--exclude "$(basename "$GOROOT_DIR")/test" --exclude "$(basename "$GOROOT_DIR")/doc" \
 	--transform "s,^$(basename "$GOROOT_DIR"),usr/local/go," "$(basename "$GOROOT_DIR")"
 docker import \
