@@ -10,7 +10,7 @@ TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 30s
 PKGS     := ./...
 
-.PHONY: build build-libpcap run test generate-check bench fuzz generate lint clean
+.PHONY: build build-libpcap run test generate-check soak bench fuzz generate lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sonde
@@ -37,6 +37,14 @@ bench:
 	$(GO) test -run '^$$' -bench WalkBlock -benchmem ./capture
 	$(GO) test -run '^$$' -bench RingRead -benchtime 1000000x -benchmem ./capture
 	$(GO) run ./internal/livebench $(BENCH_ARGS)
+
+# Soak: many flows through the real daemon for DURATION (root, trafgen);
+# memory, goroutines, drops and the ring bound are checked. RATE=max for
+# trafgen's full speed.
+DURATION ?= 10m
+RATE     ?= 50000pps
+soak:
+	SONDE_SOAK_DURATION=$(DURATION) SONDE_SOAK_RATE=$(RATE) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 0 ./internal/e2e/
 
 # Runs every FuzzXxx target for FUZZTIME each.
 fuzz:
