@@ -38,7 +38,6 @@
 
 /* Only the fields read here; CO-RE relocates them to the running kernel's. */
 struct sk_buff {
-	unsigned int len;
 	unsigned int data_len;
 	unsigned char *data;
 } __attribute__((preserve_access_index));
@@ -60,8 +59,8 @@ struct counter {
 enum { L3_IPV4, L3_IPV6, L3_ARP, L3_OTHER, L3_N };
 enum { L4_TCP, L4_UDP, L4_ICMP, L4_OTHER, L4_N };
 
+/* Everything seen is the sum of l3 (or of l4): no counter of its own. */
 struct stats {
-	struct counter all;
 	struct counter l3[L3_N];
 	struct counter l4[L4_N];
 	struct counter syn, rst, fin;
@@ -147,7 +146,7 @@ static __always_inline void count(struct counter *c, __u32 len)
 
 static __always_inline __u16 be16_at(const __u8 *b, __u32 off)
 {
-	return (__u16)b[off] << 8 | b[off + 1];
+	return bpf_ntohs(*(const __u16 *)(b + off));
 }
 
 /* Orders the two endpoints so both directions give the same key. */
@@ -219,7 +218,7 @@ int prefilter(struct __sk_buff *skb)
 	int linear = 0;
 	if (direct) {
 		struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
-		avail = k->len - k->data_len;
+		avail = len - k->data_len; /* skb->len is k->len, without a probed load */
 		if (avail >= n) {
 			b = bpf_rdonly_cast(k->data, 0);
 			linear = 1;
@@ -236,8 +235,6 @@ int prefilter(struct __sk_buff *skb)
 		n = avail;
 		b = direct ? bpf_rdonly_cast(sc->buf, 0) : sc->buf;
 	}
-
-	count(&st->all, len);
 
 	/* skb->protocol is the ethertype after any VLAN tag the NIC or the
 	 * stack stripped; tags still in the data are skipped here. */
@@ -259,20 +256,23 @@ int prefilter(struct __sk_buff *skb)
 	int ipproto = -1;     /* -1: unknown */
 	__u32 th = 0;         /* transport header offset, valid when has_th */
 	int has_th = 0;       /* first fragment, header offset known */
-	struct flow_key key = {};
+	struct flow_key key; /* set, and read, only with a cutoff */
 	int has_key = 0;
 
 	if (proto == ETH_P_IP) {
 		l3 = L3_IPV4;
 		if (nh + 20 <= n && nh + 20 <= CACHE_LEN) {
-			__u32 ihl = (b[nh] & 0xf) * 4;
+			/* One load for version/IHL .. fragment offset (bpfel only). */
+			__u64 w = *(const __u64 *)(b + nh);
+			__u32 ihl = (w & 0xf) * 4;
 			ipproto = b[nh + 9];
-			int first = (be16_at(b, nh + 6) & 0x1fff) == 0;
+			int first = (bpf_ntohs((__u16)(w >> 48)) & 0x1fff) == 0;
 			if (ihl >= 20 && first) {
 				th = nh + ihl;
 				has_th = 1;
 			}
 			if (cutoff_packets || cutoff_bytes) {
+				__builtin_memset(&key, 0, sizeof(key));
 				__u32 a[4] = {}, d[4] = {};
 				__builtin_memcpy(&a[0], b + nh + 12, 4);
 				__builtin_memcpy(&d[0], b + nh + 16, 4);
@@ -327,6 +327,7 @@ int prefilter(struct __sk_buff *skb)
 				has_th = 1;
 			}
 			if (cutoff_packets || cutoff_bytes) {
+				__builtin_memset(&key, 0, sizeof(key));
 				__u32 a[4], d[4];
 				__builtin_memcpy(a, b + nh + 8, 16);
 				__builtin_memcpy(d, b + nh + 24, 16);

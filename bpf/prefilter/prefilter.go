@@ -15,9 +15,11 @@
 package prefilter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -317,12 +319,67 @@ func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects
 	if err := spec.Variables["l2_len"].Set(l2len); err != nil {
 		return err
 	}
+	prog := spec.Programs["prefilter"]
+	prog.Instructions = foldConstants(prog.Instructions, spec.Variables)
 	err := spec.LoadAndAssign(objs, nil)
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("%w (verifier log tail: %v)", err, tail(ve.Log, 8))
 	}
 	return err
+}
+
+// foldConstants turns each read of a constant (volatile const, in .rodata)
+// into its value, so that the verifier knows it: branches on a feature that
+// is off are then dead and removed, and the program pays nothing for it, not
+// even the test. clang reads a constant as
+//
+//	rX = map_value(.rodata, off) ll  (two slots)
+//	rX = *(uN *)(rX + 0)
+//
+// which becomes rX = value ll and a no-op (ja +0, which the verifier drops),
+// keeping every slot, so no jump moves.
+func foldConstants(insns asm.Instructions, vars map[string]*ebpf.VariableSpec) asm.Instructions {
+	type key struct {
+		section string
+		off     uint32
+	}
+	consts := map[key]*ebpf.VariableSpec{}
+	for _, v := range vars {
+		if v.Constant() {
+			consts[key{v.SectionName, v.Offset}] = v
+		}
+	}
+	out := slices.Clone(insns)
+	for i := 0; i+1 < len(out); i++ {
+		ld, rd := out[i], out[i+1]
+		if !ld.IsLoadFromMap() || ld.Src != asm.PseudoMapValue || rd.OpCode.Class() != asm.LdXClass ||
+			rd.OpCode.Mode() != asm.MemMode || rd.Src != ld.Dst || rd.Dst != ld.Dst || rd.Offset != 0 {
+			continue
+		}
+		v := consts[key{ld.Reference(), uint32(uint64(ld.Constant) >> 32)}]
+		size := rd.OpCode.Size()
+		if v == nil || len(v.Value) != size.Sizeof() {
+			continue
+		}
+		var val uint64
+		switch size {
+		case asm.Byte:
+			val = uint64(v.Value[0])
+		case asm.Half:
+			val = uint64(binary.NativeEndian.Uint16(v.Value))
+		case asm.Word:
+			val = uint64(binary.NativeEndian.Uint32(v.Value))
+		case asm.DWord:
+			val = binary.NativeEndian.Uint64(v.Value)
+		default:
+			continue
+		}
+		out[i] = asm.LoadImm(ld.Dst, int64(val), asm.DWord).WithMetadata(ld.Metadata).WithReference("")
+		out[i+1] = withOff(ja(), 0).WithSource(rd.Source())
+		i++
+	}
+	return out
 }
 
 func tail(s []string, n int) []string {
@@ -381,10 +438,11 @@ func (st *InterfaceStats) add(perCPU []prefilterStats) {
 		c.Bytes += v.Bytes
 	}
 	for _, s := range perCPU {
-		st.Packets += s.All.Packets
-		st.Bytes += s.All.Bytes
 		for i, c := range []*Counter{&st.L3.IPv4, &st.L3.IPv6, &st.L3.ARP, &st.L3.Other} {
 			add(c, s.L3[i])
+			// every packet has exactly one L3 class
+			st.Packets += s.L3[i].Packets
+			st.Bytes += s.L3[i].Bytes
 		}
 		for i, c := range []*Counter{&st.L4.TCP, &st.L4.UDP, &st.L4.ICMP, &st.L4.Other} {
 			add(c, s.L4[i])

@@ -43,7 +43,6 @@ type prefilterScratch struct {
 
 type prefilterStats struct {
 	_           structs.HostLayout
-	All         prefilterCounter
 	L3          [4]prefilterCounter
 	L4          [4]prefilterCounter
 	Syn         prefilterCounter
