@@ -34,7 +34,7 @@ func (r recorder) Close()     {}
 func TestLiveCutoff(t *testing.T) {
 	p := netnstest.New(t)
 	needBPF(t)
-	pf, err := New(Config{Snaplen: 128, FlowCutoffPackets: 5})
+	pf, err := New(Config{Snaplen: 128, FlowCutoffPackets: 5, RunTimeStats: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +119,14 @@ func TestLiveCutoff(t *testing.T) {
 		t.Fatalf("stats for %d interfaces, want 1", len(st))
 	}
 	t.Logf("ring: %d of our frames; prefilter: %+v", total, st[0])
+	if st[0].RunCount < 5000 || st[0].RunTime <= 0 {
+		t.Errorf("run-time stats: %d runs in %v, want at least 5000 (RunTimeStats is on)", st[0].RunCount, st[0].RunTime)
+	} else {
+		t.Logf("kernel run-time stats: %d runs, %.1f ns per run (cutoff on)", st[0].RunCount, float64(st[0].RunTime.Nanoseconds())/float64(st[0].RunCount))
+	}
+	if !st[0].InPlace {
+		t.Error("the program copies packets: it should read them in place on this kernel")
+	}
 	if total != 500 {
 		t.Errorf("%d packets reached the ring, want 500", total)
 	}
