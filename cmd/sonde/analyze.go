@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/sonde-project/sonde/analysis"
-	"github.com/sonde-project/sonde/analysis/anomaly"
-	"github.com/sonde-project/sonde/analysis/decode"
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/internal/pcapio"
+	"github.com/sonde-project/sonde/internal/report"
 )
 
 const analyzeUsage = `Usage: sonde analyze [flags] FILE...
@@ -24,7 +23,9 @@ Analyse pcap or pcapng files with the same engine as live capture and print
 a summary. Files are read in the order given, as one capture.
 
 Flags:
-  --format text|json  output format (default text)
+  --format text|json|html
+                      output format (default text); html is one
+                      self-contained page
   --window D          reporting window, 1s to 1h (default 10s)
   --filter EXPR       tcpdump filter expression; only matching packets count
 `
@@ -51,40 +52,20 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sonde analyze: no capture file given\n\n%s", analyzeUsage)
 		return exitUsage
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(stderr, "sonde analyze: --format %q: want text or json\n", *format)
+	if *format != "text" && *format != "json" && *format != "html" {
+		fmt.Fprintf(stderr, "sonde analyze: --format %q: want text, json or html\n", *format)
 		return exitUsage
 	}
-	// Anomaly detection with the default thresholds, on every window.
-	det := anomaly.New(anomaly.DefaultThresholds())
-	found := []jsonAnomaly{}
-	eng, err := analysis.NewEngine(analysis.Config{
-		Workers:     1,
-		Window:      *window,
-		KeepWindows: 100000,
-		// A file is read by one worker: give it the whole table budget.
-		MaxFlows:    analysis.DefaultMaxFlows,
-		FlowRecords: 1 << 20,
-		OnWindow: func(w *analysis.Window, flows []analysis.FlowRecord, _ uint64) {
-			for _, e := range det.Window(w, flows) {
-				found = append(found, jsonAnomaly{Kind: string(e.Kind), Start: e.Start, End: e.End, Source: e.Source, Target: e.Target})
-			}
-		},
-	})
+	x, err := report.NewAnalysis(*window)
 	if err != nil {
 		fmt.Fprintf(stderr, "sonde analyze: --window %v: %v\n", *window, err)
 		return exitUsage
-	}
-	a, err := eng.NewAnalyzer(0)
-	if err != nil {
-		fmt.Fprintf(stderr, "sonde analyze: %v\n", err)
-		return exitFailed
 	}
 
 	status := exitOK
 	var failure string
 	for _, name := range files {
-		if err := replayFile(name, a, *filterExpr); err != nil {
+		if err := replayFile(name, x, *filterExpr); err != nil {
 			var se *bpf.SyntaxError
 			if errors.As(err, &se) {
 				fmt.Fprintf(stderr, "sonde analyze: --filter: %v\n", err)
@@ -95,19 +76,21 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
-	a.Close()
-	snap := eng.Snapshot()
-	if *format == "json" {
+	switch *format {
+	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		r := report(snap, files)
-		r.Anomalies = found
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(x.Document(files)); err != nil {
 			fmt.Fprintf(stderr, "sonde analyze: write the report: %v\n", err)
 			return exitFailed
 		}
-	} else {
-		writeText(stdout, snap, files)
+	case "html":
+		if err := report.WriteHTML(stdout, x.Document(files), report.HTMLOptions{}); err != nil {
+			fmt.Fprintf(stderr, "sonde analyze: write the report: %v\n", err)
+			return exitFailed
+		}
+	default:
+		writeText(stdout, x.Snapshot(), files)
 	}
 	if failure != "" {
 		fmt.Fprintln(stderr, failure)
@@ -117,7 +100,7 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 
 // replayFile analyses one file; a filter is compiled for the file's own
 // link type.
-func replayFile(name string, a *analysis.Analyzer, filterExpr string) error {
+func replayFile(name string, x *report.Analysis, filterExpr string) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return err
@@ -127,223 +110,8 @@ func replayFile(name string, a *analysis.Analyzer, filterExpr string) error {
 	if err != nil {
 		return fmt.Errorf("not a readable pcap or pcapng file: %w", err)
 	}
-	var prog bpf.Program
-	if filterExpr != "" {
-		ins, err := bpf.Compile(filterExpr, bpf.LinkType(r.LinkType()), pcapio.MaxRecordBytes)
-		if err != nil {
-			return err
-		}
-		prog = ins
-	}
-	_, err = analysis.Replay(r, a, prog)
-	if err != nil {
-		return fmt.Errorf("damaged after %d bytes: %w", r.Offset(), err)
-	}
-	return nil
-}
-
-// The JSON report. Durations are in seconds; times RFC 3339 in UTC.
-type jsonReport struct {
-	Files       []string                `json:"files"`
-	Packets     uint64                  `json:"packets"`
-	Bytes       uint64                  `json:"bytes"`
-	Start       *time.Time              `json:"start"`
-	End         *time.Time              `json:"end"`
-	Duration    float64                 `json:"duration_seconds"`
-	Protocols   map[string]jsonCount    `json:"protocols"`
-	Malformed   map[string]uint64       `json:"malformed"`
-	Tunnels     map[string]uint64       `json:"tunnels"`
-	Fragments   map[string]uint64       `json:"fragments"`
-	ICMP        map[string]uint64       `json:"icmp"`
-	Flows       map[string]uint64       `json:"flows"`
-	TCP         jsonTCP                 `json:"tcp"`
-	DNS         jsonDNS                 `json:"dns"`
-	UDP         map[string]jsonHist     `json:"udp"`
-	TopTalkers  []jsonTalker            `json:"top_talkers"`
-	TopConvs    []analysis.Conversation `json:"top_conversations"`
-	TopPorts    []analysis.Port         `json:"top_ports"`
-	Anomalies   []jsonAnomaly           `json:"anomalies"`
-	HealthScore float64                 `json:"health_score"`
-	Health      analysis.Health         `json:"health"`
-	Windows     []jsonWindow            `json:"windows"`
-}
-
-type jsonCount struct {
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
-
-type jsonHist struct {
-	Count uint64  `json:"count"`
-	Mean  float64 `json:"mean"`
-	P50   float64 `json:"p50"`
-	P95   float64 `json:"p95"`
-	P99   float64 `json:"p99"`
-}
-
-func hist(h *analysis.Histogram) jsonHist {
-	return jsonHist{Count: h.Count, Mean: h.Mean().Seconds(), P50: h.Quantile(0.5).Seconds(), P95: h.Quantile(0.95).Seconds(), P99: h.Quantile(0.99).Seconds()}
-}
-
-type jsonTCP struct {
-	Connections         uint64   `json:"connections"`
-	Established         uint64   `json:"established"`
-	Closed              uint64   `json:"closed"`
-	Resets              uint64   `json:"resets"`
-	ConnectionResets    uint64   `json:"connection_resets"`
-	Segments            uint64   `json:"segments"`
-	DataSegments        uint64   `json:"data_segments"`
-	Retransmissions     uint64   `json:"retransmissions"`
-	FastRetransmissions uint64   `json:"fast_retransmissions"`
-	RTORetransmissions  uint64   `json:"rto_retransmissions"`
-	SpuriousRetransmits uint64   `json:"spurious_retransmissions"`
-	SYNRetransmissions  uint64   `json:"syn_retransmissions"`
-	OutOfOrder          uint64   `json:"out_of_order"`
-	DupAcks             uint64   `json:"duplicate_acks"`
-	ZeroWindows         uint64   `json:"zero_windows"`
-	WindowFull          uint64   `json:"window_full"`
-	KeepAlives          uint64   `json:"keep_alives"`
-	HandshakeRTT        jsonHist `json:"handshake_rtt_seconds"`
-	SYNToSYNACK         jsonHist `json:"syn_to_synack_seconds"`
-	SYNACKToACK         jsonHist `json:"synack_to_ack_seconds"`
-	DataRTT             jsonHist `json:"data_rtt_seconds"`
-}
-
-type jsonDNS struct {
-	Queries         uint64            `json:"queries"`
-	Responses       uint64            `json:"responses"`
-	Answered        uint64            `json:"answered"`
-	Unsolicited     uint64            `json:"unsolicited_responses"`
-	Timeouts        uint64            `json:"timeouts"`
-	Unanswered      uint64            `json:"unanswered_at_end"`
-	PendingOverflow uint64            `json:"pending_overflow"`
-	Rcodes          map[string]uint64 `json:"rcodes"`
-	Latency         jsonHist          `json:"latency_seconds"`
-	TopNames        []jsonName        `json:"top_names"`
-}
-
-type jsonName struct {
-	Name    string `json:"name"`
-	Queries uint64 `json:"queries"`
-}
-
-type jsonTalker struct {
-	Address string `json:"address"`
-	Packets uint64 `json:"packets"`
-	Bytes   uint64 `json:"bytes"`
-}
-
-type jsonAnomaly struct {
-	Kind   string    `json:"kind"`
-	Start  time.Time `json:"start"`
-	End    time.Time `json:"end"`
-	Source string    `json:"source"`
-	Target string    `json:"target"`
-}
-
-type jsonWindow struct {
-	Start             time.Time            `json:"start"`
-	End               time.Time            `json:"end"`
-	Packets           uint64               `json:"packets"`
-	Bytes             uint64               `json:"bytes"`
-	PacketsPerSecond  float64              `json:"packets_per_second"`
-	BitsPerSecond     float64              `json:"bits_per_second"`
-	NewFlowsPerSecond float64              `json:"new_flows_per_second"`
-	ActiveFlows       uint64               `json:"active_flows"`
-	Protocols         map[string]jsonCount `json:"protocols"`
-	TCPRetrans        uint64               `json:"tcp_retransmissions"`
-	TCPConnections    uint64               `json:"tcp_connections"`
-	DNSQueries        uint64               `json:"dns_queries"`
-	HandshakeRTTP50   float64              `json:"handshake_rtt_p50_seconds"`
-	HealthScore       float64              `json:"health_score"`
-	TopTalkers        []jsonTalker         `json:"top_talkers"`
-}
-
-func protocols(c *analysis.Counters) map[string]jsonCount {
-	m := make(map[string]jsonCount, analysis.NumProtos)
-	for i, pb := range c.Protos {
-		m[analysis.Proto(i).String()] = jsonCount{pb.Packets, pb.Bytes}
-	}
-	return m
-}
-
-func jsonTalkers(ts []analysis.Talker) []jsonTalker {
-	out := make([]jsonTalker, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, jsonTalker{t.Address.String(), t.Packets, t.Bytes})
-	}
-	return out
-}
-
-func report(s *analysis.Snapshot, files []string) *jsonReport {
-	c := &s.Totals
-	r := &jsonReport{
-		Files: files, Packets: c.Packets, Bytes: c.Bytes,
-		Protocols: protocols(c),
-		Malformed: map[string]uint64{},
-		Tunnels:   map[string]uint64{},
-		Fragments: map[string]uint64{"first": c.FragFirst, "non_first": c.FragNonFirst},
-		ICMP: map[string]uint64{"unreachable": c.ICMPUnreachable, "frag_needed": c.ICMPFragNeeded,
-			"packet_too_big": c.ICMPPacketTooBig, "time_exceeded": c.ICMPTimeExceeded},
-		Flows:       map[string]uint64{"new": c.NewFlows, "expired": c.ExpiredFlows, "dropped": c.DroppedFlows},
-		TopTalkers:  jsonTalkers(s.TopTalkers),
-		TopConvs:    s.TopConversations,
-		TopPorts:    s.TopPorts,
-		Anomalies:   []jsonAnomaly{},
-		HealthScore: s.Health.Score,
-		Health:      s.Health,
-		Windows:     []jsonWindow{},
-	}
-	if c.Packets > 0 {
-		start, end := time.Unix(0, c.FirstTS).UTC(), time.Unix(0, c.LastTS).UTC()
-		r.Start, r.End, r.Duration = &start, &end, end.Sub(start).Seconds()
-	}
-	for i, n := range c.Malformed[1:] {
-		if n > 0 {
-			r.Malformed[decode.Reason(i+1).String()] = n
-		}
-	}
-	for i, n := range c.Tunnels[1:] {
-		r.Tunnels[decode.Tunnel(i+1).String()] = n
-	}
-	t := &c.TCP
-	r.TCP = jsonTCP{
-		Connections: t.Opened, Established: t.Established, Closed: t.Closed, Resets: t.Resets,
-		ConnectionResets: t.ConnResets, Segments: t.Segments, DataSegments: t.DataSegments,
-		Retransmissions: t.Retransmissions, FastRetransmissions: t.FastRetransmissions,
-		RTORetransmissions: t.RTORetransmissions, SpuriousRetransmits: t.SpuriousRetransmits,
-		SYNRetransmissions: t.SYNRetrans, OutOfOrder: t.OutOfOrder, DupAcks: t.DupAcks,
-		ZeroWindows: t.ZeroWindows, WindowFull: t.LowWindows, KeepAlives: t.KeepAlives,
-		HandshakeRTT: hist(&t.HandshakeRTT), SYNToSYNACK: hist(&t.HandshakeSYN),
-		SYNACKToACK: hist(&t.HandshakeACK), DataRTT: hist(&t.DataRTT),
-	}
-	d := &c.DNS
-	r.DNS = jsonDNS{
-		Queries: d.Queries, Responses: d.Responses, Answered: d.Answered, Unsolicited: d.Unsolicited,
-		Timeouts: d.Timeouts, Unanswered: d.Unanswered, PendingOverflow: d.PendingOverflow,
-		Rcodes: map[string]uint64{}, Latency: hist(&d.Latency), TopNames: []jsonName{},
-	}
-	for i, n := range d.Rcodes {
-		if n > 0 || i == 0 || i == 2 || i == 3 || i == 5 {
-			r.DNS.Rcodes[analysis.RcodeNames[i]] = n
-		}
-	}
-	for _, n := range s.TopDNSNames {
-		r.DNS.TopNames = append(r.DNS.TopNames, jsonName{n.Name, n.Queries})
-	}
-	r.UDP = map[string]jsonHist{"jitter_seconds": hist(&c.Jitter)}
-	for _, w := range s.Windows {
-		r.Windows = append(r.Windows, jsonWindow{
-			Start: w.Start, End: w.End, Packets: w.Counters.Packets, Bytes: w.Counters.Bytes,
-			PacketsPerSecond: w.PacketsPerSecond, BitsPerSecond: w.BitsPerSecond,
-			NewFlowsPerSecond: w.NewFlowsPerSecond, ActiveFlows: w.ActiveFlows,
-			Protocols: protocols(&w.Counters), TCPRetrans: w.Counters.TCP.Retransmissions,
-			TCPConnections: w.Counters.TCP.Opened, DNSQueries: w.Counters.DNS.Queries,
-			HandshakeRTTP50: w.Counters.TCP.HandshakeRTT.Quantile(0.5).Seconds(),
-			HealthScore:     w.Health.Score, TopTalkers: jsonTalkers(w.TopTalkers),
-		})
-	}
-	return r
+	_, err = x.Replay(r, filterExpr)
+	return err
 }
 
 func writeText(w io.Writer, s *analysis.Snapshot, files []string) {
