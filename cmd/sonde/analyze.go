@@ -56,7 +56,7 @@ func analyzeCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sonde analyze: --format %q: want text, json or html\n", *format)
 		return exitUsage
 	}
-	x, err := report.NewAnalysis(*window)
+	x, err := report.NewAnalysis(*window, 0)
 	if err != nil {
 		fmt.Fprintf(stderr, "sonde analyze: --window %v: %v\n", *window, err)
 		return exitUsage

@@ -34,6 +34,7 @@ import (
 
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/exporter"
+	"github.com/sonde-project/sonde/internal/report"
 )
 
 // HealthSource is what the health and readiness endpoints read: the capture
@@ -79,6 +80,8 @@ type Options struct {
 	// the bytes one extraction serves (default 4GiB).
 	MaxWindow time.Duration
 	MaxBytes  int64
+	// Reports queues the reports of /api/v1/reports; nil answers them 503.
+	Reports *report.Queue
 
 	ReadHeaderTimeout time.Duration // default 5s
 	ReadTimeout       time.Duration // default 10s
@@ -127,7 +130,7 @@ func New(opts Options, log *zap.Logger, reg *prometheus.Registry, health HealthS
 	opts.setDefaults()
 	s := &Server{opts: opts, log: log, health: health, start: time.Now(), store: opts.Store,
 		auth: newAuthenticator(opts.Tokens, opts.AuthDisabled), audit: log.Named("audit")}
-	s.routes = s.v1Routes()
+	s.routes = append(s.v1Routes(), s.reportRoutes()...)
 	if opts.Store != nil && opts.DataDir != "" {
 		root, err := os.OpenRoot(opts.DataDir)
 		if err != nil {

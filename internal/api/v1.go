@@ -75,11 +75,14 @@ func match(routes []route, method, path string) (rt *route, arg string, allowed 
 		ok := true
 		for j, p := range ps {
 			if strings.HasPrefix(p, "{") {
-				if segs[j] == "" {
+				// {name} may carry a suffix ({id}.json): the segment
+				// must end in it, and the rest is the argument.
+				suffix := p[strings.IndexByte(p, '}')+1:]
+				a, ok = strings.CutSuffix(segs[j], suffix)
+				if !ok || a == "" {
 					ok = false
 					break
 				}
-				a = segs[j]
 			} else if p != segs[j] {
 				ok = false
 				break

@@ -22,11 +22,15 @@ type Analysis struct {
 	closed bool
 }
 
-// NewAnalysis returns an analysis with reporting window window (0: the
-// engine's default).
-func NewAnalysis(window time.Duration) (*Analysis, error) {
+// NewAnalysis returns an analysis with reporting window window and a flow
+// table of maxFlows slots (0 for either: the engine's default). The table is
+// allocated up front: analysis.FlowEntryBytes each.
+func NewAnalysis(window time.Duration, maxFlows int) (*Analysis, error) {
 	if window == 0 {
 		window = analysis.DefaultWindow
+	}
+	if maxFlows == 0 {
+		maxFlows = analysis.DefaultMaxFlows
 	}
 	x := &Analysis{found: []Anomaly{}}
 	det := anomaly.New(anomaly.DefaultThresholds())
@@ -34,7 +38,7 @@ func NewAnalysis(window time.Duration) (*Analysis, error) {
 		Workers:     1,
 		Window:      window,
 		KeepWindows: 100000,
-		MaxFlows:    analysis.DefaultMaxFlows,
+		MaxFlows:    maxFlows,
 		FlowRecords: 1 << 20,
 		OnWindow: func(w *analysis.Window, flows []analysis.FlowRecord, _ uint64) {
 			for _, e := range det.Window(w, flows) {
