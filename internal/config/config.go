@@ -99,6 +99,14 @@ type Config struct {
 	// labelled by address (0: off).
 	MetricsTopTalkers int `yaml:"metrics_top_talkers"`
 
+	// Reports (/api/v1/reports): the largest upload in MiB, how many
+	// reports may be queued or running at once, how many run at once, and
+	// how long a finished one is kept, in hours.
+	MaxUploadSizeMB int `yaml:"max_upload_size_mb"`
+	MaxQueueSize    int `yaml:"max_queue_size"`
+	ReportWorkers   int `yaml:"report_workers"`
+	ReportTTLHours  int `yaml:"report_ttl_hours"`
+
 	// ConfigFile is the YAML file the configuration was read from, if any.
 	ConfigFile string `yaml:"-"`
 
@@ -146,6 +154,10 @@ func Default() *Config {
 		LogFormat:           "auto",
 		Analysis:            true,
 		Window:              10 * time.Second,
+		MaxUploadSizeMB:     100,
+		MaxQueueSize:        8,
+		ReportWorkers:       1,
+		ReportTTLHours:      24,
 	}
 }
 
@@ -354,6 +366,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MetricsTopTalkers < 0 || c.MetricsTopTalkers > 100 {
 		bad("metrics-top-talkers", c.MetricsTopTalkers, "want 0 (off) to 100")
+	}
+	if c.MaxUploadSizeMB < 1 || c.MaxUploadSizeMB > 1<<20 {
+		bad("max-upload-size-mb", c.MaxUploadSizeMB, "want 1 to 1048576 (MiB)")
+	}
+	if c.MaxQueueSize < 1 || c.MaxQueueSize > 1024 {
+		bad("max-queue-size", c.MaxQueueSize, "want 1 to 1024")
+	}
+	if c.ReportWorkers < 1 || c.ReportWorkers > 64 {
+		bad("report-workers", c.ReportWorkers, "want 1 to 64")
+	}
+	if c.ReportTTLHours < 1 || c.ReportTTLHours > 8760 {
+		bad("report-ttl-hours", c.ReportTTLHours, "want 1 to 8760 (a year)")
 	}
 
 	if !oneOf(c.LogLevel, LogLevels) {
