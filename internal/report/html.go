@@ -104,13 +104,11 @@ func buildView(d *Document, o HTMLOptions) *view {
 		if f.IsZero() {
 			return ""
 		}
-		q := url.Values{}
-		q.Set("from", f.UTC().Format(time.RFC3339Nano))
-		q.Set("to", t.UTC().Format(time.RFC3339Nano))
+		u := o.PcapURL + "?from=" + url.QueryEscape(f.UTC().Format(time.RFC3339Nano)) + "&to=" + url.QueryEscape(t.UTC().Format(time.RFC3339Nano))
 		if filter != "" {
-			q.Set("filter", filter)
+			u += "&filter=" + url.QueryEscape(filter)
 		}
-		return o.PcapURL + "?" + q.Encode()
+		return u
 	}
 	mk := func(label, tcpdump, tshark string) Finding {
 		return Finding{Label: label, Tcpdump: tcpdump, Tshark: tshark, Pull: pull(from, to, tcpdump)}

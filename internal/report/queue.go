@@ -402,13 +402,13 @@ func (q *Queue) receive(body io.Reader, filter, id string) (path string, size in
 	if err != nil {
 		return "", 0, fmt.Errorf("report: store the upload: %w", err)
 	}
-	path = f.Name()
+	tmp := f.Name()
 	defer func() {
 		if cerr := f.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("report: store the upload: %w", cerr)
 		}
 		if err != nil {
-			os.Remove(path)
+			os.Remove(tmp)
 		}
 	}()
 	lr := &limitReader{r: body, n: q.cfg.MaxUploadBytes}
@@ -435,7 +435,7 @@ func (q *Queue) receive(body io.Reader, filter, id string) (path string, size in
 	if err := bw.Flush(); err != nil {
 		return "", 0, fmt.Errorf("report: store the upload: %w", err)
 	}
-	return path, cw.n, nil
+	return tmp, cw.n, nil
 }
 
 func (q *Queue) uploadError(err error, off int64, werr error) error {
