@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"syscall"
@@ -30,6 +31,7 @@ import (
 	"github.com/sonde-project/sonde/internal/logging"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/privilege"
+	"github.com/sonde-project/sonde/internal/report"
 	"github.com/sonde-project/sonde/internal/ring"
 )
 
@@ -345,6 +347,16 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	apiOpts.Filter = api.FilterHealth{Mode: mode.Mode, Expression: cfg.Filter, Note: mode.Note}
 	apiOpts.Listen, apiOpts.Listener, apiOpts.Version, apiOpts.DataDir, apiOpts.MinFreePercent = cfg.Listen, ln, build.Version, cfg.DataDir, cfg.MinFreePercent
 	apiOpts.Store = rg
+	// Reports live beside the ring, created after the privilege drop.
+	rq, err := report.New(report.Config{
+		Dir: filepath.Join(cfg.DataDir, "reports"), MaxQueue: cfg.MaxQueueSize, Workers: cfg.ReportWorkers,
+		TTL: time.Duration(cfg.ReportTTLHours) * time.Hour, MaxUploadBytes: int64(cfg.MaxUploadSizeMB) << 20,
+		Window: cfg.Window, MaxFlows: cfg.MaxFlows,
+	}, log.With(zap.String("component", "reports")))
+	if err != nil {
+		return err
+	}
+	apiOpts.Reports = rq
 	srv := api.New(apiOpts, log.With(zap.String("component", "api")), reg, health{cp, rg})
 	defer srv.Close()
 
@@ -368,6 +380,7 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	}
 	g.Go(func() error { return rg.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return rq.Run(gctx) })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
