@@ -124,13 +124,19 @@ func buildView(d *Document, o HTMLOptions) *view {
 	default:
 		v.ScoreClass = "poor"
 	}
+	pen := func(p float64) string {
+		if p <= 0 {
+			return "no penalty"
+		}
+		return fmt.Sprintf("−%.1f points", p)
+	}
 	v.Penalties = []kv{
-		{"TCP retransmissions", fmt.Sprintf("%s of data segments, −%.1f points", pct(h.RetransmissionRate), h.RetransmissionPenalty)},
-		{"Latency (p95 handshake RTT)", fmt.Sprintf("%s, −%.1f points", h.LatencyP95, h.LatencyPenalty)},
-		{"DNS errors", fmt.Sprintf("%s of queries, −%.1f points", pct(h.DNSErrorRate), h.DNSPenalty)},
-		{"UDP jitter (p95)", fmt.Sprintf("%s, −%.1f points", h.JitterP95, h.JitterPenalty)},
-		{"Capture drops", fmt.Sprintf("%s of packets, −%.1f points", pct(h.DropRate), h.DropPenalty)},
-		{"TCP resets", fmt.Sprintf("%s of connections, −%.1f points", pct(h.ResetRate), h.ResetPenalty)},
+		{"TCP retransmissions", fmt.Sprintf("%s of data segments: %s", pct(h.RetransmissionRate), pen(h.RetransmissionPenalty))},
+		{"Latency (p95 handshake RTT)", fmt.Sprintf("%s: %s", h.LatencyP95, pen(h.LatencyPenalty))},
+		{"DNS errors", fmt.Sprintf("%s of queries: %s", pct(h.DNSErrorRate), pen(h.DNSPenalty))},
+		{"UDP jitter (p95)", fmt.Sprintf("%s: %s", h.JitterP95, pen(h.JitterPenalty))},
+		{"Capture drops", fmt.Sprintf("%s of packets: %s", pct(h.DropRate), pen(h.DropPenalty))},
+		{"TCP resets", fmt.Sprintf("%s of connections: %s", pct(h.ResetRate), pen(h.ResetPenalty))},
 	}
 	v.Highlights = highlights(d)
 
@@ -274,7 +280,7 @@ func highlights(d *Document) []string {
 	}
 	if len(d.TopTalkers) > 0 {
 		t := d.TopTalkers[0]
-		out = append(out, fmt.Sprintf("Top talker: %s with %s (%s of bytes).", t.Address, bytesOf(float64(t.Bytes)), share(t.Bytes, d.Bytes)))
+		out = append(out, fmt.Sprintf("Top talker: %s, %s sent and received.", t.Address, bytesOf(float64(t.Bytes))))
 	}
 	return out
 }
