@@ -114,7 +114,7 @@ type Worker struct {
 }
 
 // ConsumerFactory builds the consumers of one worker. It is called once per
-// worker from New.
+// worker, from New or SetConsumers.
 type ConsumerFactory func(w Worker) []Consumer
 
 // Capture owns every capture socket of the daemon.
@@ -176,16 +176,29 @@ func New(cfg Config, log *zap.Logger, newConsumers ConsumerFactory) (*Capture, e
 		c.closeAll()
 		return nil, err
 	}
+	if newConsumers != nil {
+		c.SetConsumers(newConsumers)
+	}
+	return c, nil
+}
+
+// SetConsumers builds each worker's consumers with newConsumers. New does it
+// when given a factory; a caller that can build its consumers only after the
+// sockets are open (sonde opens its data directory once it has dropped its
+// privileges) passes nil to New and calls this before Run.
+func (c *Capture) SetConsumers(newConsumers ConsumerFactory) {
 	for _, ifc := range c.ifaces {
 		for _, w := range ifc.workers {
 			w.consumers = newConsumers(Worker{
-				Interface: ifc.name, Index: w.index, LinkType: ifc.linkType, Snaplen: cfg.Snaplen,
+				Interface: ifc.name, Index: w.index, LinkType: ifc.linkType, Snaplen: c.cfg.Snaplen,
 				KernelDrops: w.stats.kernelDrops.Load,
 			})
 		}
 	}
-	return c, nil
 }
+
+// Close releases the sockets of a Capture that will not Run.
+func (c *Capture) Close() { c.closeAll() }
 
 // openAll opens every worker socket of every interface and then, only once
 // all have joined their fanout groups, lets packets in.

@@ -251,10 +251,7 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	if err := rcfg.Validate(); err != nil {
 		return err
 	}
-	rg, err := ring.Open(rcfg, log.With(zap.String("component", "ring")))
-	if err != nil {
-		return fmt.Errorf("open the data directory: %w", err)
-	}
+	var err error
 	var (
 		filter     capture.Filter
 		pcapFilter string
@@ -281,27 +278,17 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 		Filter:       filter,
 		PcapFilter:   pcapFilter,
 	}
-	var la *liveAnalysis
-	if cfg.Analysis {
-		if la, err = newLiveAnalysis(cfg, rg, log.With(zap.String("component", "analysis"))); err != nil {
-			return err
-		}
-	}
-	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), func(w capture.Worker) []capture.Consumer {
-		cs := []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
-		if la != nil {
-			if a := la.consumer(w); a != nil {
-				cs = append(cs, a)
-			}
-		}
-		return cs
-	})
+	// Privileged setup first: capture sockets (and eBPF programs), the
+	// listener, keys. The data directory is opened only after the privilege
+	// drop, so every file in it is created by the user sonde runs as.
+	cp, err := capture.New(capCfg, log.With(zap.String("component", "capture")), nil)
 	if errors.Is(err, capture.ErrFilter) {
 		return usageError{err}
 	}
 	if err != nil {
 		return fmt.Errorf("open capture: %w", err)
 	}
+	defer cp.Close()
 	// The listener too is opened before privileges go, so a port below 1024
 	// works and a port in use is reported before capture starts.
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -319,6 +306,9 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 		if err != nil {
 			return usageError{err}
 		}
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("create the data directory: %w", err)
+		}
 		if err := privilege.PrepareDir(cfg.DataDir, uid, gid); err != nil {
 			return err
 		}
@@ -327,6 +317,25 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 		}
 		log.Info("dropped privileges: running without capabilities", zap.Int("uid", uid), zap.Int("gid", gid))
 	}
+	rg, err := ring.Open(rcfg, log.With(zap.String("component", "ring")))
+	if err != nil {
+		return fmt.Errorf("open the data directory: %w", err)
+	}
+	var la *liveAnalysis
+	if cfg.Analysis {
+		if la, err = newLiveAnalysis(cfg, rg, log.With(zap.String("component", "analysis"))); err != nil {
+			return err
+		}
+	}
+	cp.SetConsumers(func(w capture.Worker) []capture.Consumer {
+		cs := []capture.Consumer{rg.NewStream(w.Interface, w.Index, w.LinkType, w.Snaplen, w.KernelDrops)}
+		if la != nil {
+			if a := la.consumer(w); a != nil {
+				cs = append(cs, a)
+			}
+		}
+		return cs
+	})
 
 	build := exporter.ReadBuildInfo(version)
 	reg := prometheus.NewRegistry()

@@ -163,7 +163,11 @@ func TestDiskFaults(t *testing.T) {
 	p := netnstest.New(t)
 	dir := netnstest.TmpFS(t, "16m")
 	d := startDaemon(t, p.B.NS, dir, "--interface", p.B.Iface, "--workers", "1",
-		"--file-max-bytes", "128KiB", "--min-free-percent", "0", "--ring-max-bytes", "1GiB")
+		"--file-max-bytes", "128KiB", "--file-max-duration", "1s", "--min-free-percent", "0", "--ring-max-bytes", "1GiB",
+		// The events log of the analysis stays open for writing, and Linux
+		// refuses a read-only remount while any file is: this test is about
+		// the ring, so analysis is off.
+		"--analysis=false")
 	s := sender(t, p)
 	sent := 0
 	send := func(stream uint32, n int) {
@@ -192,11 +196,19 @@ func TestDiskFaults(t *testing.T) {
 		}
 		return h.Status, h.Disk.Error
 	}
+	// The kernel refuses a read-only remount while a file is open for
+	// writing: with 1 s files and no traffic the open file is published
+	// within a couple of seconds, so retry until it is.
 	mount := func(opts string) {
 		t.Helper()
-		if out, err := exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err != nil {
-			t.Fatalf("remount %s: %v: %s", opts, err, out)
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if out, err = exec.Command("mount", "-o", "remount,"+opts, dir).CombinedOutput(); err == nil {
+				return
+			}
 		}
+		t.Fatalf("remount %s: %v: %s", opts, err, out)
 	}
 	send(50, 1000)
 

@@ -82,4 +82,18 @@ func TestRunsAsUserWithoutCapabilities(t *testing.T) {
 		}
 	}
 	compareFrames(t, "as user 65534", sent, ringRecords(t, dir, p.A.MAC, false))
+
+	// A restart on the same, now user-owned, data directory must not need
+	// root's override of file permissions: the ring is opened only after
+	// the drop, as the user. (Containers run without CAP_DAC_OVERRIDE.)
+	d2 := startDaemonWrapped(t, p.B.NS, dir,
+		[]string{"setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all"},
+		"--interface", p.B.Iface, "--workers", "2", "--user", "65534:65534", "--file-max-bytes", "256KiB")
+	more := p.Flow(21).Frames(netnstest.MixedSizes(500, 21))
+	if err := sender(t, p).SendPaced(more, chunk, pause); err != nil {
+		t.Fatal(err)
+	}
+	d2.waitCaptured(float64(len(more)), p.B.Iface)
+	d2.stop()
+	checkIndexMatchesDisk(t, dir)
 }

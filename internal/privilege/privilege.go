@@ -33,26 +33,32 @@ func ParseUser(s string) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// PrepareDir hands dir, and the files directly in it, to uid:gid, so the
-// process can still rotate files there after Drop.
+// PrepareDir hands dir and everything in it to uid:gid, so the process can
+// still write, rotate and delete there after Drop. A directory that already
+// belongs to uid:gid is not entered: it was made by that user (an earlier
+// run), and root may not even be allowed to list it without
+// CAP_DAC_READ_SEARCH, which containers do not grant. Symbolic links are left
+// alone (never followed).
 func PrepareDir(dir string, uid, gid int) error {
-	if err := os.Lchown(dir, uid, gid); err != nil {
-		return fmt.Errorf("give %s to %d:%d: %w", dir, uid, gid, err)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if e.Type()&os.ModeSymlink != 0 {
-			continue
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("give %s to %d:%d: %w", p, uid, gid, err)
 		}
-		p := filepath.Join(dir, e.Name())
+		if d.Type()&os.ModeSymlink != 0 {
+			return nil
+		}
+		if d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+					return filepath.SkipDir
+				}
+			}
+		}
 		if err := os.Lchown(p, uid, gid); err != nil {
 			return fmt.Errorf("give %s to %d:%d: %w", p, uid, gid, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Drop switches every thread of the process to uid:gid with no supplementary

@@ -71,6 +71,9 @@ func dropChild() error {
 	if err := os.WriteFile(dir+"/index.jsonl", nil, 0o600); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(dir+"/reports/r1", 0o700); err != nil {
+		return err
+	}
 	if err := PrepareDir(dir, 65534, 65534); err != nil {
 		return err
 	}
@@ -96,6 +99,9 @@ func dropChild() error {
 	}
 	if err := os.WriteFile(dir+"/index.jsonl", []byte("x"), 0o600); err != nil {
 		return fmt.Errorf("rewrite a file handed over: %w", err)
+	}
+	if err := os.WriteFile(dir+"/reports/r1/report.json", []byte("x"), 0o600); err != nil {
+		return fmt.Errorf("write in a subdirectory handed over: %w", err)
 	}
 	return nil
 }
