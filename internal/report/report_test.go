@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -249,6 +251,10 @@ func BenchmarkRingReport(b *testing.B) {
 		b.Fatal(err)
 	}
 	runQueue(b, q)
+	// Peak RSS of the reports alone: drop the generator's buffers and reset
+	// the kernel's high-water mark (clear_refs 5) first.
+	debug.FreeOSMemory()
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	b.ResetTimer()
 	for range b.N {
 		st := ringReport(b, q, r, root)
@@ -258,4 +264,10 @@ func BenchmarkRingReport(b *testing.B) {
 		q.Delete(st.ID)
 	}
 	b.ReportMetric(float64(packets)*float64(b.N)/b.Elapsed().Seconds(), "packets/s")
+	if st, err := os.ReadFile("/proc/self/status"); err == nil {
+		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(st); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			b.ReportMetric(float64(kb)/1024, "peak-RSS-MiB")
+		}
+	}
 }
