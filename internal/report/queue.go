@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -514,6 +515,12 @@ func (q *Queue) run(ctx context.Context, j *job) {
 	if j.src.done != nil {
 		j.src.done()
 	}
+	// The analysis's flow table (MaxFlows slots, 672 MiB at the default)
+	// is allocated whole but touched only as flows arrive. Handing it back
+	// to the OS now means the next job gets fresh, untouched pages instead
+	// of recycled ones the runtime must zero, which would make every report
+	// cost the whole table in resident memory.
+	debug.FreeOSMemory()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if j.active {
