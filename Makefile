@@ -38,7 +38,8 @@ bench:
 	$(GO) test -run '^$$' -bench RingRead -benchtime 1000000x -benchmem ./capture
 	$(GO) run ./internal/livebench $(BENCH_ARGS)
 
-# Soak: many flows through the real daemon for DURATION (root, trafgen);
+# Soak: many flows through the real daemon for DURATION (root, trafgen; the
+# first half is warm-up);
 # memory, goroutines, drops and the ring bound are checked. RATE=max for
 # trafgen's full speed.
 DURATION ?= 10m
