@@ -9,6 +9,10 @@
 // and returns the number of bytes to keep, so the kernel truncates before it
 // copies. Counters leave through Stats, read from per-CPU maps at scrape time.
 //
+// Cost per packet over an empty socket filter, on the development VM (see
+// BenchmarkPrefilter): about 10-14 ns to count, 22-29 ns (fastest chunks) to
+// count and run a 5-term tcpdump filter that accepts the packet.
+//
 // The C half is prefilter.c; `go generate` rebuilds prefilter_bpfel.{go,o}
 // (needs clang, llvm and libbpf-dev), which are committed so that building
 // sonde needs no C toolchain.
