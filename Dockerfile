@@ -11,7 +11,10 @@
 #
 #   docker run -d --network host --cap-drop ALL \
 #     --cap-add NET_RAW --cap-add NET_ADMIN --cap-add CHOWN --cap-add SETUID \
-#     --cap-add SETGID --cap-add DAC_OVERRIDE -v sonde-data:/data IMAGE run --interface eth0
+#     --cap-add SETGID -v sonde-data:/data IMAGE run --interface eth0
+#
+# No DAC_OVERRIDE: sonde opens DATA_DIR only after the drop, as SONDE_USER,
+# so a restart on a volume it already owns needs none.
 #
 # Base images are arguments so that CI can build this very file offline
 # against local stand-ins (deploy/docker/standin.sh). The defaults are the

@@ -42,7 +42,18 @@ for round in first restart; do
 	owner=$(stat -c %u "$dir")
 	[ "$owner" = 65532 ] || fail "/data owned by $owner, want 65532"
 	pass "$round start: $(ls "$dir" | grep -c '\.pcap$') pcap file(s) on the volume, owned by 65532"
+	caps=$("$DOCKER" inspect -f '{{.HostConfig.CapAdd}}' "$name")
+	case "$caps" in *DAC_OVERRIDE*) fail "container has DAC_OVERRIDE: $caps" ;; esac
+	if [ "$round" = restart ]; then
+		# The ring SONDE_USER wrote in the first round, reopened without
+		# DAC_OVERRIDE: its files are still there and new ones join them.
+		for f in $first_files; do [ -e "$dir/$f" ] || fail "restart lost $f"; done
+		wait_for 20 "a pcap file published after the restart" sh -c \
+			"[ \$(ls '$dir' | grep -c '\.pcap\$') -gt $(echo "$first_files" | wc -w) ]"
+		pass "restart on the same volume without DAC_OVERRIDE ($caps): the first round's files kept, new ones published"
+	fi
 	"$DOCKER" stop -t 10 "$name" >/dev/null
+	first_files=$(ls "$dir" | grep '\.pcap$' || true)
 	code=$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$name")
 	[ "$code" = 0 ] || fail "exit status $code after docker stop, want 0"
 	"$DOCKER" rm "$name" >/dev/null

@@ -8,10 +8,10 @@ IMAGE="${IMAGE:-sonde:ci}"
 #   NET_RAW, NET_ADMIN   AF_PACKET sockets, fanout, promiscuous mode
 #   CHOWN                hand DATA_DIR to SONDE_USER before the drop
 #   SETUID, SETGID       the drop itself (setgroups, setgid, setuid)
-#   DAC_OVERRIDE         on a restart, the root setup phase reopens the ring
-#                        (index, unfinished .part files) that SONDE_USER owns
+# Not DAC_OVERRIDE: sonde opens DATA_DIR only after the drop, as SONDE_USER,
+# so a restart on a volume SONDE_USER already owns needs no override.
 CAPS=(--cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN --cap-add CHOWN
-	--cap-add SETUID --cap-add SETGID --cap-add DAC_OVERRIDE)
+	--cap-add SETUID --cap-add SETGID)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }

@@ -162,7 +162,7 @@ func daemonSetContract(t *testing.T, ds *appsv1.DaemonSet, wantCaps []corev1.Cap
 	}
 }
 
-var baseCaps = []corev1.Capability{"NET_RAW", "NET_ADMIN", "CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE"}
+var baseCaps = []corev1.Capability{"NET_RAW", "NET_ADMIN", "CHOWN", "SETUID", "SETGID"}
 
 func TestHelmTemplateDefaults(t *testing.T) {
 	objs := decodeAll(t, "helm template", helmTemplate(t))
@@ -189,7 +189,7 @@ func TestHelmTemplateDefaults(t *testing.T) {
 }
 
 func TestHelmTemplateOptions(t *testing.T) {
-	out := helmTemplate(t, "--set", "createNamespace=true", "--set", "prefilter=ebpf", "--set", "apiToken.enabled=true",
+	out := helmTemplate(t, "--set", "createNamespace=true", "--set", "prefilter=ebpf", "--set", "apiToken.enabled=true", "--set", "apiToken.value=t0ken",
 		"--set", "interfaces={eth0,eth1}", "--set", "alerts.minRetentionSeconds=3600", "--set-string", "filter=tcp port 443")
 	objs := decodeAll(t, "helm template (options)", out)
 	ds := objs["*v1.DaemonSet"].(*appsv1.DaemonSet)
