@@ -53,7 +53,7 @@ type AnalysisCollector struct {
 	opts    AnalysisOptions
 	refused atomic.Uint64
 
-	packets, bytes, malformed, tunnels, fragments, icmp, drops                   *prometheus.Desc
+	packets, bytes, malformed, tunnels, fragments, icmp, drops, panics           *prometheus.Desc
 	flowsNew, flowsExpired, flowsUntracked, flowsActive                          *prometheus.Desc
 	tcpSegments, tcpOpened, tcpEstablished, tcpClosed, tcpReset, tcpResetSegs    *prometheus.Desc
 	tcpRetrans, tcpRetransKind, tcpSYNRetrans, tcpDupAcks, tcpOOO                *prometheus.Desc
@@ -79,6 +79,7 @@ func NewAnalysisCollector(src AnalysisSource, anom AnomalySource, opts AnalysisO
 		fragments:      d("analysis", "ip_fragments_total", "IP fragments (v4 and v6), by position: first or non_first.", "position"),
 		icmp:           d("analysis", "icmp_errors_total", "ICMP and ICMPv6 errors: unreachable (all), frag_needed and packet_too_big (path MTU), time_exceeded.", "type"),
 		drops:          d("analysis", "kernel_drops_total", "Packets the kernel dropped before analysis saw them."),
+		panics:         d("analysis", "panics_total", "Packets whose analysis panicked: recovered, skipped, and logged once."),
 		flowsNew:       d("flows", "created_total", "Flows that entered the flow tables."),
 		flowsExpired:   d("flows", "expired_total", "Flows forgotten after their idle timeout."),
 		flowsUntracked: d("flows", "untracked_total", "Flows not tracked because the flow table was full (their packets still count in the protocol totals)."),
@@ -124,7 +125,7 @@ func NewAnalysisCollector(src AnalysisSource, anom AnomalySource, opts AnalysisO
 // Describe implements prometheus.Collector.
 func (c *AnalysisCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.packets, c.bytes, c.malformed, c.tunnels, c.fragments, c.icmp, c.drops,
+		c.packets, c.bytes, c.malformed, c.tunnels, c.fragments, c.icmp, c.drops, c.panics,
 		c.flowsNew, c.flowsExpired, c.flowsUntracked, c.flowsActive,
 		c.tcpSegments, c.tcpOpened, c.tcpEstablished, c.tcpClosed, c.tcpReset, c.tcpResetSegs,
 		c.tcpRetrans, c.tcpRetransKind, c.tcpSYNRetrans, c.tcpDupAcks, c.tcpOOO,
@@ -167,6 +168,7 @@ func (c *AnalysisCollector) Collect(ch chan<- prometheus.Metric) {
 	for k := decode.Tunnel(1); k < decode.NumTunnels; k++ {
 		counter(c.tunnels, t.Tunnels[k], k.String())
 	}
+	counter(c.panics, t.AnalyzerPanics)
 	counter(c.fragments, t.FragFirst, "first")
 	counter(c.fragments, t.FragNonFirst, "non_first")
 	counter(c.icmp, t.ICMPUnreachable, "unreachable")

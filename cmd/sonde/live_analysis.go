@@ -81,6 +81,7 @@ func (la *liveAnalysis) consumer(w capture.Worker) capture.Consumer {
 		return nil
 	}
 	a.SetDropCounter(w.KernelDrops)
+	a.SetLogger(la.log.With(zap.String("interface", w.Interface), zap.Int("worker", w.Index)))
 	return a
 }
 
