@@ -117,6 +117,7 @@ func newPrefilters(cfg *config.Config, progs map[string]compiled) (*prefilters, 
 			pc := prefilter.Config{
 				Snaplen: uint32(cfg.Snaplen), FlowCutoffPackets: uint64(cfg.FlowCutoffPackets),
 				FlowCutoffBytes: uint64(cfg.FlowCutoffBytes), Sample: uint32(cfg.Sample),
+				RunTimeStats: cfg.PrefilterStats,
 			}
 			if filtered {
 				pc.Filter = c.prog

@@ -50,6 +50,9 @@ type Config struct {
 	FlowCutoffPackets int    `yaml:"flow_cutoff_packets"`
 	FlowCutoffBytes   Size   `yaml:"flow_cutoff_bytes"`
 	Sample            int    `yaml:"sample"`
+	// PrefilterStats turns on the kernel's run-time statistics for BPF
+	// programs, host-wide, so the prefilter's own cost can be exported.
+	PrefilterStats bool `yaml:"prefilter_stats"`
 	// Filter is a tcpdump filter expression compiled to classic BPF and
 	// attached to every capture socket; empty captures everything.
 	Filter string `yaml:"filter"`
@@ -256,6 +259,9 @@ func (c *Config) Validate() error {
 		}
 		if c.Sample > 1 {
 			bad("sample", c.Sample, "needs --prefilter ebpf")
+		}
+		if c.PrefilterStats {
+			bad("prefilter-stats", c.PrefilterStats, "needs --prefilter ebpf")
 		}
 	case "ebpf":
 		if c.Engine == capture.EnginePcap {

@@ -298,7 +298,7 @@ func TestGoodFiles(t *testing.T) {
 	want := &Config{
 		Interfaces: []string{"eth0", "ens5f1"}, DataDir: "/var/lib/sonde", Listen: "127.0.0.1:9750",
 		NodeName: "sensor-ams-01", Snaplen: 1514, Workers: 8, Promisc: false,
-		User: "65532:65532", Engine: "afpacket", Prefilter: "ebpf", FlowCutoffPackets: 20, FlowCutoffBytes: 64 * KiB, Sample: 4, Filter: "tcp port 443 or (udp and port 53)",
+		User: "65532:65532", Engine: "afpacket", Prefilter: "ebpf", FlowCutoffPackets: 20, FlowCutoffBytes: 64 * KiB, Sample: 4, PrefilterStats: true, Filter: "tcp port 443 or (udp and port 53)",
 		CaptureRingBytes: 256 * MiB, CaptureBlockBytes: 4 * MiB, CaptureBlockTimeout: 50 * time.Millisecond,
 		FileFormat: "pcapng", FileMaxBytes: 1_000_000_000, FileMaxDuration: 5 * time.Minute,
 		RingMaxBytes: 3 * TiB / 2, RingMaxFiles: 10000, RingMaxAge: 72 * time.Hour, MinFreePercent: 5,

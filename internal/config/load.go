@@ -44,6 +44,7 @@ var settings = []setting{
 	{"flow-cutoff-packets", []string{"SONDE_FLOW_CUTOFF_PACKETS"}, "flow_cutoff_packets", "keep only the first N packets of each flow (0: all; needs --prefilter ebpf)", func(c *Config) any { return &c.FlowCutoffPackets }},
 	{"flow-cutoff-bytes", []string{"SONDE_FLOW_CUTOFF_BYTES"}, "flow_cutoff_bytes", "keep each flow's packets only until it carried this much (0: all; needs --prefilter ebpf)", func(c *Config) any { return &c.FlowCutoffBytes }},
 	{"sample", []string{"SONDE_SAMPLE"}, "sample", "keep 1 packet in N, at random (0 or 1: all; needs --prefilter ebpf)", func(c *Config) any { return &c.Sample }},
+	{"prefilter-stats", []string{"SONDE_PREFILTER_STATS"}, "prefilter_stats", "export the prefilter's own run time (turns on BPF run-time statistics host-wide; needs --prefilter ebpf)", func(c *Config) any { return &c.PrefilterStats }},
 	{"filter", []string{"SONDE_FILTER"}, "filter", "tcpdump filter expression: capture only what it matches (default: everything)", func(c *Config) any { return &c.Filter }},
 	{"capture-ring-bytes", []string{"SONDE_CAPTURE_RING_BYTES"}, "capture_ring_bytes", "kernel ring size per worker socket (at least 4 blocks)", func(c *Config) any { return &c.CaptureRingBytes }},
 	{"capture-block-bytes", []string{"SONDE_CAPTURE_BLOCK_BYTES"}, "capture_block_bytes", "kernel ring block size (power of two, 64KiB-128MiB)", func(c *Config) any { return &c.CaptureBlockBytes }},

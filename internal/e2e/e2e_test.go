@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/binary"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"

@@ -17,7 +17,7 @@ func TestPrefilterFlowCutoff(t *testing.T) {
 	p := netnstest.New(t)
 	dir := t.TempDir()
 	d := startDaemon(t, p.B.NS, dir, "--interface", p.B.Iface, "--workers", "2",
-		"--prefilter", "ebpf", "--filter", "udp dst port 9", "--flow-cutoff-packets", "5")
+		"--prefilter", "ebpf", "--filter", "udp dst port 9", "--flow-cutoff-packets", "5", "--prefilter-stats")
 	code, body, err := d.get("/api/health")
 	if err != nil || code != 200 {
 		t.Fatalf("/api/health: %d %v", code, err)
@@ -69,6 +69,10 @@ func TestPrefilterFlowCutoff(t *testing.T) {
 		if c.got != float64(c.want) {
 			t.Errorf("%s = %v, want %d", c.name, c.got, c.want)
 		}
+	}
+	// --prefilter-stats: the kernel ran the program on every packet seen.
+	if runs, secs := m.sum("sonde_prefilter_runs_total"), m.sum("sonde_prefilter_run_seconds_total"); runs < float64(len(all)) || secs <= 0 {
+		t.Errorf("prefilter run statistics: %v runs in %v s, want at least %d runs and some time", runs, secs, len(all))
 	}
 	// Per flow, in order: the first 5 frames of each.
 	got := map[uint32][]capRecord{}
