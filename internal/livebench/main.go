@@ -78,7 +78,7 @@ func main() {
 	flag.StringVar(&o.workDir, "dir", "", "directory for the captures (default: a temp dir, removed)")
 	flag.IntVar(&o.sendCPU, "send-cpu", 0, "CPU for trafgen")
 	flag.IntVar(&o.captCPU, "capture-cpu", 1, "CPU for the capturer")
-	flag.StringVar(&o.onlyTools, "tools", "sonde,sonde-capture,tcpdump", "capturers to run, comma-separated: sonde (analysis on), sonde-capture (--analysis=false), tcpdump")
+	flag.StringVar(&o.onlyTools, "tools", "sonde,sonde-capture,sonde-ebpf,tcpdump", "capturers to run, comma-separated: sonde (analysis on), sonde-capture (--analysis=false), sonde-ebpf (--analysis=false --prefilter ebpf), tcpdump")
 	flag.Parse()
 	o.listen = "127.0.0.1:9464"
 	if err := run(o); err != nil {
@@ -196,11 +196,15 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	var cmd *exec.Cmd
 	var stderr syncBuf
 	switch tool {
-	case "sonde", "sonde-capture":
-		cmd = netnstest.Command(p.B.NS, "taskset", "-c", cpu, o.sonde, "run",
+	case "sonde", "sonde-capture", "sonde-ebpf":
+		args := []string{"taskset", "-c", cpu, o.sonde, "run",
 			"--interface", p.B.Iface, "--data-dir", dir, "--listen", o.listen, "--workers", "1",
 			"--file-max-bytes", "100MiB", "--ring-max-bytes", "100GiB", "--node-name", "bench",
-			"--analysis="+strconv.FormatBool(tool == "sonde"))
+			"--analysis=" + strconv.FormatBool(tool == "sonde")}
+		if tool == "sonde-ebpf" {
+			args = append(args, "--prefilter", "ebpf")
+		}
+		cmd = netnstest.Command(p.B.NS, args...)
 	case "tcpdump":
 		cmd = netnstest.Command(p.B.NS, "taskset", "-c", cpu, "tcpdump", "-n", "-Z", "root", "-i", p.B.Iface,
 			"-w", filepath.Join(dir, "cap"), "-C", "100", "-W", "10", "-s", "262144",
@@ -299,7 +303,7 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	}
 	res.Loss = int64(res.IfaceRx) - int64(res.Captured)
 	switch tool {
-	case "sonde", "sonde-capture":
+	case "sonde", "sonde-capture", "sonde-ebpf":
 		res.ReportedDrops = sondeDrops
 	case "tcpdump":
 		res.ReportedDrops = tcpdumpDrops(stderr.String())
@@ -320,7 +324,7 @@ func waitStarted(ctx context.Context, tool, ns, listen string, stderr *syncBuf, 
 		default:
 		}
 		switch tool {
-		case "sonde", "sonde-capture":
+		case "sonde", "sonde-capture", "sonde-ebpf":
 			if resp, err := client.Get("http://" + listen + "/api/ready"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
@@ -432,7 +436,12 @@ func printTable(w io.Writer, o options, tools []string, med map[string]result) {
 		return
 	}
 	fmt.Fprintln(w)
-	for _, t := range []string{"sonde", "sonde-capture"} {
+	if e, ok := med["sonde-ebpf"]; ok {
+		if c, ok := med["sonde-capture"]; ok && c.CPUPerMpkt > 0 {
+			fmt.Fprintf(w, "CPU per captured packet, eBPF prefilter / classic filter (both without analysis): %.2f\n", e.CPUPerMpkt/c.CPUPerMpkt)
+		}
+	}
+	for _, t := range []string{"sonde", "sonde-capture", "sonde-ebpf"} {
 		if s, ok := med[t]; ok {
 			verdict := "ok"
 			if s.Loss != 0 || s.CPUPerMpkt > td.CPUPerMpkt {
