@@ -1,8 +1,8 @@
 // Package api is the daemon's one HTTP listener: Prometheus metrics on
 // /metrics, liveness on /api/health and readiness on /api/ready, and the
 // capture API under /api/v1 (ring files, window extraction as pcap,
-// snapshots), described by the OpenAPI document served at
-// /api/v1/openapi.json.
+// snapshots, and traffic reports queued on a report.Queue), described by the
+// OpenAPI document served at /api/v1/openapi.json.
 //
 // Requests read state through HealthSource, a view of the capture and ring
 // components that main assembles, and Store, the ring itself; the package
