@@ -571,7 +571,11 @@ func TestV1SlowClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := v1Server(t, r2, dir, Options{Listener: ln, WriteTimeout: 300 * time.Millisecond})
+	// The write deadline moves with each chunk of at most 4 MiB: a client
+	// reading 1 MiB every 100 ms takes ~400 ms a chunk (well inside 1 s, even
+	// under -race on a busy machine) and ~2.4 s in all, over 2 WriteTimeouts.
+	const writeTimeout = time.Second
+	s, _ := v1Server(t, r2, dir, Options{Listener: ln, WriteTimeout: writeTimeout})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -591,7 +595,7 @@ func TestV1SlowClient(t *testing.T) {
 	for {
 		n, err := res.Body.Read(chunk)
 		got += n
-		time.Sleep(40 * time.Millisecond) // at least 24 reads: about a second, over 3 WriteTimeouts
+		time.Sleep(100 * time.Millisecond) // at least 24 reads
 		if err == io.EOF {
 			break
 		}
@@ -599,7 +603,7 @@ func TestV1SlowClient(t *testing.T) {
 			t.Fatalf("after %d bytes and %s: %v", got, time.Since(start), err)
 		}
 	}
-	if got != len(buf) || time.Since(start) < 2*300*time.Millisecond {
+	if got != len(buf) || time.Since(start) < 2*writeTimeout {
 		t.Fatalf("%d bytes of %d in %s", got, len(buf), time.Since(start))
 	}
 }
