@@ -14,9 +14,9 @@ HELM_VERSION=v3.22.0
 start=$(date +%s)
 step() { echo "== deploy: $* ($(( $(date +%s) - start ))s)"; }
 
-step "install docker.io, docker-compose, busybox-static, prometheus"
+step "install docker.io, docker-compose, busybox-static, prometheus, hping3"
 apt-get install -y -q --no-install-recommends docker.io docker-compose busybox-static \
-	ca-certificates curl iproute2 iptables prometheus file >/dev/null
+	ca-certificates curl iproute2 iptables prometheus hping3 file >/dev/null
 
 dockerd_pid=""
 cleanup() {

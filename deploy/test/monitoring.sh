@@ -1,34 +1,41 @@
 #!/usr/bin/env bash
-# The monitoring stack against a live sensor. Everything runs inside a
-# network namespace this script makes (sonde captures its loopback and a veth
-# pair whose both ends stay inside it; Prometheus scrapes 127.0.0.1 there),
-# so nothing leaves it. Checks:
+# The monitoring stack against a live sensor. Everything runs inside two
+# network namespaces this script makes: sonde (with the eBPF prefilter, so
+# its kernel counters exist) captures the loopback of the first and one end
+# of a veth pair (198.18.0.1/30) whose other end (198.18.0.2/30) is in the
+# second; Prometheus scrapes 127.0.0.1 in the first. Nothing leaves them.
+# deploy/test/trafficgen serves TCP and DNS on 198.18.0.1 and its client in
+# the peer namespace connects and queries across the veth, so every TCP,
+# DNS and UDP panel has data. Checks:
 #   promtool check config/rules and the rules' unit tests;
-#   every dashboard and recording-rule query returns data (deploy/test);
-#   each alert fires when its condition is provoked: a small ring that
+#   every dashboard and recording-rule query returns a number (not NaN);
+#   each alert fires when its condition is provoked: a SYN flood from the
+#   peer (hping3: SondeAnomalyDetected{kind="syn_flood"}), a small ring that
 #   evicts for size (retention), a full data volume (volume, write errors,
 #   drops), the captured interface down (capture stopped), sonde killed
 #   (target down). The rules run with `for: 0s` and 1 s intervals here.
-# Needs: root, iproute2, curl, prometheus (promtool), go.
+# Needs: root, iproute2, curl, prometheus (promtool), hping3, go.
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
 root=$(cd ../.. && pwd)
-ns=sonde-ci-mon
+ns=sonde-ci-mon peer=sonde-ci-mon-peer
 work=$(mktemp -d /tmp/sonde-ci-mon.XXXXXX)
-sonde_pid="" prom_pid="" traffic_pid="" filler_pid=""
+sonde_pid="" prom_pid="" traffic_pid="" filler_pid="" tg_server_pid="" tg_client_pid=""
 cleanup() {
 	if [ "${ok:-}" != 1 ]; then
 		echo "--- sonde log (tail)"; tail -20 "$work/sonde.log" 2>/dev/null || true
 		echo "--- prometheus log (tail)"; tail -20 "$work/prometheus.log" 2>/dev/null || true
 	fi
-	for p in $filler_pid $traffic_pid $prom_pid $sonde_pid; do kill "$p" 2>/dev/null || true; done
+	for p in $tg_client_pid $tg_server_pid $filler_pid $traffic_pid $prom_pid $sonde_pid; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	umount "$work/data" 2>/dev/null || true
+	ip netns del "$peer" 2>/dev/null || true
 	ip netns del "$ns" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+ip netns del "$peer" 2>/dev/null || true
 ip netns del "$ns" 2>/dev/null || true
 
 (cd ../prometheus && promtool check config prometheus.yml && promtool check rules sonde.rules.yml \
@@ -37,21 +44,29 @@ pass "promtool check config, check rules, test rules"
 
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$work/sonde" ./cmd/sonde)
 go test -c -o "$work/deploy.test" .
+go build -o "$work/trafficgen" ./trafficgen
 
 ip netns add "$ns"
+ip netns add "$peer"
 ip -n "$ns" link set lo up
-ip -n "$ns" link add cap0 type veth peer name cap1
+ip -n "$peer" link set lo up
+ip -n "$ns" link add cap0 type veth peer name cap1 netns "$peer"
+ip -n "$ns" addr add 198.18.0.1/30 dev cap0
+ip -n "$peer" addr add 198.18.0.2/30 dev cap1
 ip -n "$ns" link set cap0 up
-ip -n "$ns" link set cap1 up
+ip -n "$peer" link set cap1 up
 mkdir -p "$work/data" "$work/prom"
 mount -t tmpfs -o size=32m tmpfs "$work/data"
 in_ns() { ip netns exec "$ns" "$@"; }
 
 ip netns exec "$ns" "$work/sonde" run --interface lo,cap0 --data-dir "$work/data" --listen 127.0.0.1:9750 \
 	--workers 1 --capture-ring-bytes 4MiB --ring-max-bytes 1MiB --file-max-bytes 64KiB \
-	--file-max-duration 1s --min-free-percent 1 --log-format json >"$work/sonde.log" 2>&1 &
+	--file-max-duration 1s --min-free-percent 1 --prefilter ebpf --window 2s \
+	--log-format json >"$work/sonde.log" 2>&1 &
 sonde_pid=$!
 wait_for 30 "sonde /api/ready" in_ns curl -sf http://127.0.0.1:9750/api/ready
+in_ns curl -sf http://127.0.0.1:9750/metrics | grep -q '^sonde_prefilter_packets_total{interface="cap0"}' \
+	|| fail "no sonde_prefilter_* series: the eBPF prefilter did not load (see sonde.log)"
 
 # The shipped config and rules, made fast for a test: 1 s scrapes and
 # evaluations, no `for:` wait.
@@ -67,11 +82,22 @@ wait_for 30 "prometheus ready" in_ns curl -sf http://127.0.0.1:9090/-/ready
 # Traffic on loopback only: the sensor's own metrics, 20 times a second.
 ip netns exec "$ns" sh -c 'while :; do curl -s -o /dev/null http://127.0.0.1:9750/metrics; sleep 0.05; done' &
 traffic_pid=$!
+# TCP and DNS across the veth: server here, client in the peer namespace.
+ip netns exec "$ns" "$work/trafficgen" -serve 198.18.0.1 >"$work/tg-server.log" 2>&1 &
+tg_server_pid=$!
+sleep 0.5
+ip netns exec "$peer" "$work/trafficgen" -target 198.18.0.1 >"$work/tg-client.log" 2>&1 &
+tg_client_pid=$!
 
 export SONDE_PROMETHEUS_URL=http://127.0.0.1:9090
 t() { in_ns env SONDE_PROMETHEUS_URL="$SONDE_PROMETHEUS_URL" SONDE_EXPECT_ALERTS="${2:-}" "$work/deploy.test" -test.count=1 -test.v -test.run "$1"; }
 sleep 10
 t 'TestQueriesReturnData$'
+
+# A SYN flood from the peer to a closed port: half-open SYNs far above
+# syn_flood_per_second (50) with none completing.
+ip netns exec "$peer" timeout 8 hping3 -q -S -p 9 -i u2000 198.18.0.1 >/dev/null 2>&1 || true
+t 'TestAlertsFire$' 'SondeAnomalyDetected{kind="syn_flood"}'
 t 'TestAlertsFire$' SondeRingRetentionShort
 
 # Keep the data volume full with a file sonde does not own: whatever sonde
