@@ -24,8 +24,10 @@ type Analyzer struct {
 
 	pkt      decode.Packet
 	flows    *flowTable
-	high     int     // slab indices below this have been used
-	touched  []int32 // flows touched in the current window
+	high     int          // slab indices below this have been used
+	touched  []int32      // flows touched in the current window
+	recs     []FlowRecord // buffer for the next window's flow records, from the engine
+	spare    *part        // a part the engine gave back, for the next window
 	dns      dnsPending
 	names    nameSketch
 	drops    func() uint64
@@ -123,7 +125,7 @@ func (a *Analyzer) Close() {
 		a.closeWindow(a.lastTS)
 		a.finishDNS()
 	}
-	a.eng.report(a.worker, a.takePart(true), maxTime)
+	a.report(a.takePart(true), maxTime)
 }
 
 const maxTime = int64(^uint64(0) >> 1)
@@ -330,15 +332,22 @@ func (a *Analyzer) closeWindow(now int64) {
 			}
 		}
 	}
-	if n := a.eng.cfg.FlowRecords; n > 0 {
-		part.flows = make([]FlowRecord, 0, min(n, len(a.touched)))
+	if n := a.eng.cfg.FlowRecords; n > 0 && len(a.touched) > 0 {
+		// The buffer comes back from the engine once the window is
+		// published; it is only reallocated to grow.
+		recs := a.recs[:0]
+		a.recs = nil
+		if want := min(n, len(a.touched)); cap(recs) < want {
+			recs = make([]FlowRecord, 0, want)
+		}
 		for _, i := range a.touched {
-			if len(part.flows) == n {
+			if len(recs) == n {
 				part.omitted++
 				continue
 			}
-			part.flows = append(part.flows, flowRecord(&a.flows.slab[i], a.winStart))
+			recs = append(recs, flowRecord(&a.flows.slab[i], a.winStart))
 		}
+		part.flows = [][]FlowRecord{recs}
 	}
 	a.touched = a.touched[:0]
 	for i := 0; i < a.high; i++ {
@@ -360,14 +369,26 @@ func (a *Analyzer) closeWindow(now int64) {
 	// simply not reported (the engine's watermark covers them).
 	a.winStart = now - now%a.window
 	a.winEnd = a.winStart + a.window
-	a.eng.report(a.worker, part, a.winStart)
+	a.report(part, a.winStart)
 }
 
-// takePart moves the current window's counters and DNS names into a new
-// part for the engine. The part is allocated: once per window, not per
-// packet.
+// report hands pt to the engine and keeps the part and record buffer it
+// gives back for the next window.
+func (a *Analyzer) report(pt *part, watermark int64) {
+	spare, recs := a.eng.report(a.worker, pt, watermark)
+	if spare != nil && a.spare == nil {
+		a.spare = spare
+	}
+	if recs != nil && a.recs == nil {
+		a.recs = recs
+	}
+}
+
+// takePart moves the current window's counters and DNS names into a part
+// for the engine: one the engine gave back from an earlier window, or a new
+// one. Nothing is allocated per packet.
 func (a *Analyzer) takePart(empty bool) *part {
-	pt := newPart(a.eng.cfg, a.winStart, a.winEnd)
+	pt := a.newPart()
 	if empty {
 		return pt
 	}
@@ -378,12 +399,22 @@ func (a *Analyzer) takePart(empty bool) *part {
 	return pt
 }
 
+// newPart returns an empty part for the current window: the spare the
+// engine gave back, or a new one.
+func (a *Analyzer) newPart() *part {
+	if pt := a.spare; pt != nil {
+		a.spare = nil
+		return pt.reuse(a.winStart, a.winEnd)
+	}
+	return newPart(a.eng.cfg, a.winStart, a.winEnd)
+}
+
 // finishDNS counts the queries still pending at the end of the capture.
 func (a *Analyzer) finishDNS() {
 	n := a.dns.expire(maxTime)
-	pt := newPart(a.eng.cfg, a.winStart, a.winEnd)
+	pt := a.newPart()
 	pt.c.DNS.Unanswered = n
-	a.eng.report(a.worker, pt, a.winStart)
+	a.report(pt, a.winStart)
 }
 
 // serverPort guesses the service side of a flow: the port the client

@@ -39,6 +39,8 @@ type Config struct {
 	// first, with the window and its flow records (merged over workers) and
 	// how many flows the FlowRecords bound left out. It runs under the
 	// engine's lock: it must return quickly and must not call the engine.
+	// flows is only valid during the call: its memory is reused for later
+	// windows, so keep copies of what is needed, never the slice.
 	OnWindow func(w *Window, flows []FlowRecord, omitted uint64)
 }
 

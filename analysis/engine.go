@@ -36,6 +36,18 @@ type Engine struct {
 	ports      *topK[portKey]
 	names      *topK[string]
 	snap       atomic.Pointer[Snapshot]
+
+	// Flow-record buffers are reused across windows, never reallocated:
+	// recFree holds the workers' buffers between windows (a worker takes
+	// one back each time it reports) and recMerged is the merge of a
+	// window's buffers handed to OnWindow. They are bounded by FlowRecords
+	// per worker, and are what a window of many flows would otherwise
+	// leave behind as garbage (tens of MB at the daemon's bound).
+	recFree   [][]FlowRecord
+	recMerged []FlowRecord
+	// partFree holds merged and published parts for the workers' next
+	// windows, so a window's counters are not reallocated per worker.
+	partFree []*part
 }
 
 // NewEngine validates cfg (after defaults) and returns an engine with no
@@ -98,13 +110,29 @@ type part struct {
 	convs       *topK[convKey]
 	ports       *topK[portKey]
 	names       []TopItem[string]
-	flows       []FlowRecord
-	omitted     uint64 // flows left out of flows by Config.FlowRecords
+	flows       [][]FlowRecord // one buffer per worker that had records
+	omitted     uint64         // flows left out of flows by Config.FlowRecords
 }
 
 func newPart(cfg Config, start, end int64) *part {
 	k := cfg.TopK * 4
 	return &part{start: start, end: end, talkers: newTopK[[16]byte](k), convs: newTopK[convKey](k), ports: newTopK[portKey](k)}
+}
+
+// reuse empties p (a part the engine gave back) for the window from start
+// to end.
+func (p *part) reuse(start, end int64) *part {
+	p.start, p.end = start, end
+	p.c = Counters{}
+	p.activeFlows = 0
+	p.talkers.reset()
+	p.convs.reset()
+	p.ports.reset()
+	p.names = nil
+	clear(p.flows)
+	p.flows = p.flows[:0]
+	p.omitted = 0
+	return p
 }
 
 func (p *part) merge(o *part) {
@@ -125,13 +153,36 @@ func (p *part) merge(o *part) {
 }
 
 // report takes worker's part (nil for none) and its new watermark, and
-// publishes every window all workers have moved past.
-func (e *Engine) report(worker int, pt *part, watermark int64) {
+// publishes every window all workers have moved past. When pt is not nil it
+// returns a spare part for the worker's next window (nil for none), and
+// when pt hands over flow records, a spare buffer (length 0) for the next
+// window's records (nil for none).
+func (e *Engine) report(worker int, pt *part, watermark int64) (spare *part, recs []FlowRecord) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	gave := pt != nil && len(pt.flows) > 0
+	e.merge(worker, pt, watermark)
+	if n := len(e.recFree); gave && n > 0 {
+		recs = e.recFree[n-1]
+		e.recFree[n-1] = nil
+		e.recFree = e.recFree[:n-1]
+	}
+	if n := len(e.partFree); pt != nil && n > 0 {
+		spare = e.partFree[n-1]
+		e.partFree[n-1] = nil
+		e.partFree = e.partFree[:n-1]
+	}
+	return spare, recs
+}
+
+// merge is report's work under the lock.
+func (e *Engine) merge(worker int, pt *part, watermark int64) {
 	if pt != nil && pt.end != 0 {
 		if acc, ok := e.pending[pt.start]; ok {
 			acc.merge(pt)
+			clear(pt.flows) // acc has them now
+			pt.flows = pt.flows[:0]
+			e.freePart(pt)
 		} else {
 			e.pending[pt.start] = pt
 		}
@@ -198,11 +249,52 @@ func (e *Engine) finalize(p *part) {
 		e.names.addItem(it)
 	}
 	if e.cfg.OnWindow != nil {
-		e.cfg.OnWindow(w, p.flows, p.omitted)
+		var flows []FlowRecord
+		switch len(p.flows) {
+		case 0:
+		case 1:
+			flows = p.flows[0]
+		default:
+			n := 0
+			for _, fl := range p.flows {
+				n += len(fl)
+			}
+			flows = e.recMerged[:0]
+			if cap(flows) < n {
+				flows = make([]FlowRecord, 0, n)
+			}
+			for _, fl := range p.flows {
+				flows = append(flows, fl...)
+			}
+			e.recMerged = flows
+		}
+		e.cfg.OnWindow(w, flows, p.omitted)
 	}
+	e.recycle(p)
+	e.freePart(p)
 	e.windows = append(e.windows, w)
 	if len(e.windows) > e.cfg.KeepWindows {
 		e.windows = append(e.windows[:0:0], e.windows[len(e.windows)-e.cfg.KeepWindows:]...)
+	}
+}
+
+// recycle keeps p's flow-record buffers for the workers' next windows. At
+// most two per worker are kept; a worker lagging behind the others can have
+// a few more in flight, and those go to the garbage collector.
+func (e *Engine) recycle(p *part) {
+	for i, fl := range p.flows {
+		if len(e.recFree) < 2*e.cfg.Workers {
+			e.recFree = append(e.recFree, fl[:0])
+		}
+		p.flows[i] = nil
+	}
+}
+
+// freePart keeps p for a worker's next window; like the record buffers, at
+// most two per worker.
+func (e *Engine) freePart(p *part) {
+	if len(e.partFree) < 2*e.cfg.Workers {
+		e.partFree = append(e.partFree, p)
 	}
 }
 
