@@ -506,7 +506,7 @@ func (w *worker) shutdown() {
 // kernel.
 func (w *worker) consume(blk []byte) {
 	var wire uint64
-	w.block.Packets, wire = walkBlock(blk, w.iface.linkType == LinkTypeEthernet, w.snaplen, w.block.Packets[:0])
+	w.block.Packets, wire = walkBlock(blk, w.iface.linkType == LinkTypeEthernet, w.sock.loopback, w.snaplen, w.block.Packets[:0])
 	for _, c := range w.consumers {
 		c.HandleBlock(&w.block)
 	}

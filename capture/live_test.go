@@ -3,6 +3,7 @@ package capture_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +179,53 @@ func TestNewRejectsMissingInterface(t *testing.T) {
 	}, zaptest.NewLogger(t), nil)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte(`"nosuchif0"`)) {
 		t.Fatalf("error %v does not name the interface", err)
+	}
+}
+
+// TestLiveLoopbackOnce captures on a namespace's loopback: every datagram
+// appears once, not once going out and once coming in, as with tcpdump.
+func TestLiveLoopbackOnce(t *testing.T) {
+	netnstest.Root(t)
+	ns := netnstest.Namespace(t, "sndlo")
+	p := &netnstest.Pair{B: netnstest.Endpoint{NS: ns, Iface: "lo"}}
+	cfg := capture.Config{
+		Interfaces: []string{"lo"}, Workers: 2, Snaplen: 262144,
+		RingBytes: 4 << 20, BlockBytes: 1 << 20, BlockTimeout: 10 * time.Millisecond,
+	}
+	stop, frames, _ := startCapture(t, p, cfg)
+	payload := []byte("sonde-loopback-once")
+	const n = 50
+	err := netnstest.Do(ns, func() error {
+		// A listener, so no ICMP port-unreachable adds packets of its own.
+		l, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := 0; i < n; i++ {
+			if _, err := c.WriteTo(payload, l.LocalAddr()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	got := 0
+	for _, f := range frames() {
+		if bytes.HasSuffix(f, payload) {
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("captured %d copies of %d datagrams sent over loopback, want exactly %d", got, n, n)
 	}
 }

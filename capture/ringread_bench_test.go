@@ -72,7 +72,7 @@ func BenchmarkRingRead(b *testing.B) {
 		for got := 0; got < b.N; {
 			fill(b, min(perFill, b.N-got))
 			for blk := s.block(cur); blockReady(blk); blk = s.block(cur) {
-				pkts, _ = walkBlock(blk, true, cfg.Snaplen, pkts[:0])
+				pkts, _ = walkBlock(blk, true, false, cfg.Snaplen, pkts[:0])
 				for i := range pkts {
 					bytes += len(pkts[i].Data)
 				}

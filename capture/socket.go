@@ -18,6 +18,7 @@ type socket struct {
 	blockSize int
 	numBlocks int
 	linkType  LinkType
+	loopback  bool // the walker drops the outgoing copy of each packet
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -79,6 +80,7 @@ func openSocket(ifindex int, cfg *Config) (s *socket, err error) {
 	if s.linkType, err = linkTypeOf(ll.Hatype); err != nil {
 		return nil, err
 	}
+	s.loopback = ll.Hatype == unix.ARPHRD_LOOPBACK
 	if cfg.Promisc {
 		mreq := unix.PacketMreq{Ifindex: int32(ifindex), Type: unix.PACKET_MR_PROMISC}
 		if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {

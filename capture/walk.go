@@ -27,8 +27,10 @@ const (
 	phVlanTPID   = 36
 
 	tpacket3HdrLen = 48 // sizeof(struct tpacket3_hdr)
-	vlanTagLen     = 4
-	macAddrsLen    = 12
+	// The struct sockaddr_ll that follows the header: its sll_pkttype.
+	phPktType   = tpacket3HdrLen + 10
+	vlanTagLen  = 4
+	macAddrsLen = 12
 )
 
 var ne = binary.NativeEndian
@@ -54,7 +56,12 @@ func releaseBlock(block []byte) {
 // written back between them, as libpcap does, so Data is the frame as it was on
 // the wire. Data is then cut to snaplen. Malformed offsets from the kernel would
 // be a kernel bug, but the walker still stops rather than read outside the block.
-func walkBlock(block []byte, ethernet bool, snaplen int, pkts []Packet) (out []Packet, wireBytes uint64) {
+//
+// With skipOutgoing (loopback), the outgoing copy of each packet is left out:
+// the tap sees every loopback packet twice, going out and coming back in, and
+// keeps the incoming one, as libpcap does. (PACKET_IGNORE_OUTGOING would do it
+// in the kernel, but it does not apply to sockets in a fanout group.)
+func walkBlock(block []byte, ethernet, skipOutgoing bool, snaplen int, pkts []Packet) (out []Packet, wireBytes uint64) {
 	n := int(ne.Uint32(block[bdNumPkts:]))
 	off := int(ne.Uint32(block[bdFirstPkt:]))
 	for i := 0; i < n; i++ {
@@ -66,6 +73,13 @@ func walkBlock(block []byte, ethernet bool, snaplen int, pkts []Packet) (out []P
 		wire := ne.Uint32(h[phLen:])
 		mac := off + int(ne.Uint16(h[phMac:]))
 		if mac+caplen > len(block) {
+			break
+		}
+		if skipOutgoing && off+phPktType < len(block) && block[off+phPktType] == unix.PACKET_OUTGOING {
+			if next := int(ne.Uint32(h[phNextOffset:])); next != 0 {
+				off += next
+				continue
+			}
 			break
 		}
 		if ethernet && caplen >= macAddrsLen {

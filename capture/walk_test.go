@@ -73,7 +73,7 @@ func TestWalkBlock(t *testing.T) {
 		{sec: 1700000001, nsec: 1, data: tagged, wire: 100, vlan: 0x2064},
 		{sec: 1700000002, nsec: 2, data: qinq, wire: 80, vlan: 5, tpid: 0x88a8},
 	})
-	pkts, wire := walkBlock(blk, true, 65535, nil)
+	pkts, wire := walkBlock(blk, true, false, 65535, nil)
 	if len(pkts) != 3 {
 		t.Fatalf("got %d packets, want 3", len(pkts))
 	}
@@ -97,7 +97,7 @@ func TestWalkBlockSnaplenAndRaw(t *testing.T) {
 	f := frame(200, 3)
 	blk := buildBlock(1<<16, headroom, []testFrame{{data: f, wire: 1500, vlan: 10}})
 	// A raw-IP link has no MAC header to put a tag back into.
-	pkts, _ := walkBlock(blk, false, 96, nil)
+	pkts, _ := walkBlock(blk, false, false, 96, nil)
 	if len(pkts) != 1 || len(pkts[0].Data) != 96 || pkts[0].Length != 1500 || !bytes.Equal(pkts[0].Data, f[:96]) {
 		t.Fatalf("got len %d wire %d", len(pkts[0].Data), pkts[0].Length)
 	}
@@ -106,12 +106,12 @@ func TestWalkBlockSnaplenAndRaw(t *testing.T) {
 func TestWalkBlockCorruptOffsetsStayInside(t *testing.T) {
 	blk := buildBlock(4096, headroom, []testFrame{{data: frame(60, 1), wire: 60}, {data: frame(60, 2), wire: 60}})
 	ne.PutUint32(blk[bdNumPkts:], 1000) // claims more packets than the block holds
-	pkts, _ := walkBlock(blk, true, 65535, nil)
+	pkts, _ := walkBlock(blk, true, false, 65535, nil)
 	if len(pkts) != 2 {
 		t.Fatalf("got %d packets from a block holding 2", len(pkts))
 	}
 	ne.PutUint32(blk[bdFirstPkt:], 4090)
-	if pkts, _ := walkBlock(blk, true, 65535, nil); len(pkts) != 0 {
+	if pkts, _ := walkBlock(blk, true, false, 65535, nil); len(pkts) != 0 {
 		t.Fatalf("read %d packets past the block end", len(pkts))
 	}
 }
@@ -144,7 +144,25 @@ func BenchmarkWalkBlock(b *testing.B) {
 		b.StopTimer()
 		copy(blk, orig) // the walk restores VLAN tags in place
 		b.StartTimer()
-		pkts, _ = walkBlock(blk, true, 262144, pkts[:0])
+		pkts, _ = walkBlock(blk, true, false, 262144, pkts[:0])
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(frames)), "ns/packet")
+}
+
+func TestWalkBlockSkipsOutgoingLoopbackCopies(t *testing.T) {
+	blk := buildBlock(1<<16, headroom, []testFrame{
+		{data: frame(60, 1), wire: 60}, {data: frame(60, 2), wire: 60}, {data: frame(60, 3), wire: 60},
+	})
+	// Mark the first two frames as the outgoing copies.
+	off := int(ne.Uint32(blk[bdFirstPkt:]))
+	for i := 0; i < 2; i++ {
+		blk[off+phPktType] = unix.PACKET_OUTGOING
+		off += int(ne.Uint32(blk[off+phNextOffset:]))
+	}
+	if pkts, _ := walkBlock(blk, true, true, 65535, nil); len(pkts) != 1 || pkts[0].Data[0] != 3 {
+		t.Fatalf("with skipOutgoing: %d packets, want only the third", len(pkts))
+	}
+	if pkts, _ := walkBlock(blk, true, false, 65535, nil); len(pkts) != 3 {
+		t.Fatalf("without skipOutgoing: %d packets, want 3", len(pkts))
+	}
 }
