@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"github.com/sonde-project/sonde/bpf/prefilter"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/sonde-project/sonde/bpf/prefilter"
 	"github.com/sonde-project/sonde/capture"
 )
 

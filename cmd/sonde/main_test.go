@@ -2,11 +2,12 @@ package main
 
 import (
 	"bytes"
-	"github.com/sonde-project/sonde/capture"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sonde-project/sonde/capture"
 )
 
 type cliCase struct {

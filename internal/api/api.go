@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sonde-project/sonde/internal/privilege"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/exporter"
+	"github.com/sonde-project/sonde/internal/privilege"
 	"github.com/sonde-project/sonde/internal/report"
 )
 

@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/report"
 )
 
@@ -104,23 +103,8 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	files := s.store.Window(from.UnixNano(), to.UnixNano())
-	lt, err := extract.LinkType(files)
-	if err != nil {
-		writeError(aw, http.StatusBadRequest, "mixed_link_types", err.Error())
-		return
-	}
-	prog, err := extract.Compile(req.Filter, nil, lt)
-	if err != nil {
-		var fe *extract.FilterError
-		if errors.As(err, &fe) {
-			paramError(aw, "filter", fe.Err.Error())
-			return
-		}
-		writeError(aw, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	if s.root == nil {
-		writeError(aw, http.StatusServiceUnavailable, "unavailable", "no data directory")
+	prog, ok := s.selection(aw, files, req.Filter, nil)
+	if !ok {
 		return
 	}
 	name := "ring " + from.UTC().Format(time.RFC3339Nano) + " to " + to.UTC().Format(time.RFC3339Nano)

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/ring"
@@ -293,23 +294,8 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	if ifaces := q["interface"]; len(ifaces) > 0 {
 		files = slices.DeleteFunc(files, func(f ring.FileInfo) bool { return !slices.Contains(ifaces, f.Interface) })
 	}
-	lt, err := extract.LinkType(files)
-	if err != nil {
-		writeError(aw, http.StatusBadRequest, "mixed_link_types", err.Error())
-		return
-	}
-	prog, err := extract.Compile(q.Get("filter"), flow, lt)
-	if err != nil {
-		var fe *extract.FilterError
-		if errors.As(err, &fe) {
-			paramError(aw, "filter", fe.Err.Error())
-			return
-		}
-		writeError(aw, http.StatusInternalServerError, "internal", err.Error())
-		return
-	}
-	if s.root == nil {
-		writeError(aw, http.StatusServiceUnavailable, "unavailable", "no data directory")
+	prog, ok := s.selection(aw, files, q.Get("filter"), flow)
+	if !ok {
 		return
 	}
 	h := aw.Header()
@@ -553,4 +539,30 @@ func (a *auditWriter) finish() {
 		fields = append(fields, zap.NamedError("stream_error", a.err))
 	}
 	a.s.audit.Info("api request", fields...)
+}
+
+// selection is what extraction needs before it starts: the filter (and flow)
+// compiled for the one link type of the window's files. It answers the
+// request itself, with the JSON error, when it cannot go on.
+func (s *Server) selection(w http.ResponseWriter, files []ring.FileInfo, filter string, flow *extract.Flow) (bpf.Program, bool) {
+	lt, err := extract.LinkType(files)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "mixed_link_types", err.Error())
+		return nil, false
+	}
+	prog, err := extract.Compile(filter, flow, lt)
+	if err != nil {
+		var fe *extract.FilterError
+		if errors.As(err, &fe) {
+			paramError(w, "filter", fe.Err.Error())
+			return nil, false
+		}
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return nil, false
+	}
+	if s.root == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no data directory")
+		return nil, false
+	}
+	return prog, true
 }

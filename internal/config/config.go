@@ -11,17 +11,18 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/sonde-project/sonde/analysis"
-	"github.com/sonde-project/sonde/analysis/anomaly"
-	"github.com/sonde-project/sonde/bpf"
-	"github.com/sonde-project/sonde/capture"
-	"github.com/sonde-project/sonde/internal/privilege"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sonde-project/sonde/analysis"
+	"github.com/sonde-project/sonde/analysis/anomaly"
+	"github.com/sonde-project/sonde/bpf"
+	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/privilege"
 )
 
 // Config is the effective configuration of `sonde run`. The YAML keys are the

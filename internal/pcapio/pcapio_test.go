@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/sonde-project/sonde/internal/testcorpus"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/testcorpus"
 )
 
 type pkt struct {
