@@ -347,7 +347,7 @@ func (a *Analyzer) closeWindow(now int64) {
 			}
 			recs = append(recs, flowRecord(&a.flows.slab[i], a.winStart))
 		}
-		part.flows = [][]FlowRecord{recs}
+		part.flows = append(part.flows, recs)
 	}
 	a.touched = a.touched[:0]
 	for i := 0; i < a.high; i++ {
