@@ -45,11 +45,20 @@ func newLiveAnalysis(cfg *config.Config, rg *ring.Ring, log *zap.Logger) (*liveA
 	if cfg.FileMaxDuration == 0 {
 		delay = time.Minute
 	}
+	delay += cfg.SnapshotOnAnomaly // the widened window's files too
 	la.sink, err = events.New(events.Config{Path: filepath.Join(cfg.DataDir, events.DefaultFileName), Delay: delay},
-		func(from, to time.Time) []string {
+		func(e anomaly.Event) []string {
 			var names []string
-			for _, f := range rg.Window(from.UnixNano(), to.UnixNano()) {
+			for _, f := range rg.Window(e.Start.UnixNano(), e.End.UnixNano()) {
 				names = append(names, f.Name)
+			}
+			if pad := cfg.SnapshotOnAnomaly; pad > 0 {
+				reason := fmt.Sprintf("anomaly %s from %s to %s", e.Kind, e.Source, e.Target)
+				if snap, err := rg.Pin(e.Start.Add(-pad), e.End.Add(pad), cfg.SnapshotTTL, reason); err != nil {
+					log.Warn("could not pin the files of an anomaly", zap.String("kind", string(e.Kind)), zap.Error(err))
+				} else {
+					log.Info("pinned the files of an anomaly", zap.String("kind", string(e.Kind)), zap.String("snapshot", snap.ID))
+				}
 			}
 			return names
 		}, log)

@@ -102,6 +102,10 @@ type Config struct {
 	// MetricsTopTalkers exports the last window's N top talkers as series
 	// labelled by address (0: off).
 	MetricsTopTalkers int `yaml:"metrics_top_talkers"`
+	// SnapshotOnAnomaly, when set, pins the files of every anomaly event's
+	// window, widened by this much on both sides, for SnapshotTTL.
+	SnapshotOnAnomaly time.Duration `yaml:"snapshot_on_anomaly"`
+	SnapshotTTL       time.Duration `yaml:"snapshot_ttl"`
 
 	// Reports (/api/v1/reports): the largest upload in MiB, how many
 	// reports may be queued or running at once, how many run at once, and
@@ -139,6 +143,7 @@ func Default() *Config {
 		Workers:             0,
 		Promisc:             true,
 		Engine:              capture.EngineAFPacket,
+		SnapshotTTL:         24 * time.Hour,
 		Prefilter:           "classic",
 		CaptureRingBytes:    64 * MiB,
 		CaptureBlockBytes:   1 * MiB,
@@ -370,6 +375,15 @@ func (c *Config) Validate() error {
 	}
 	if _, err := anomaly.Parse(c.Anomaly); err != nil {
 		errs = append(errs, fmt.Errorf("invalid --anomaly (%s): %w", c.Source("anomaly"), err))
+	}
+	if c.SnapshotOnAnomaly < 0 || c.SnapshotOnAnomaly > time.Hour {
+		bad("snapshot-on-anomaly", c.SnapshotOnAnomaly, "want 0 (off) or how much before and after each event to keep, up to 1h")
+	}
+	if c.SnapshotTTL <= 0 {
+		bad("snapshot-ttl", c.SnapshotTTL, "want how long anomaly snapshots are kept, such as 24h")
+	}
+	if c.SnapshotOnAnomaly > 0 && !c.Analysis {
+		bad("snapshot-on-anomaly", c.SnapshotOnAnomaly, "needs --analysis")
 	}
 	if c.MetricsTopTalkers < 0 || c.MetricsTopTalkers > 100 {
 		bad("metrics-top-talkers", c.MetricsTopTalkers, "want 0 (off) to 100")

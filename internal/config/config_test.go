@@ -307,6 +307,7 @@ func TestGoodFiles(t *testing.T) {
 		PinMaxBytes: 100 * GiB, TLSCert: "/etc/sonde/tls.crt", TLSKey: "/etc/sonde/tls.key", TLSClientCA: "/etc/sonde/clients.crt",
 		Analysis: false, Window: 30 * time.Second, MaxFlows: 100000, Anomaly: "port_scan_targets=50; internal_nets=10.0.0.0/8,198.18.0.0/15", MetricsTopTalkers: 10,
 		MaxUploadSizeMB: 20, MaxQueueSize: 4, ReportWorkers: 2, ReportTTLHours: 72,
+		SnapshotTTL: 12 * time.Hour,
 	}
 	if !reflect.DeepEqual(settingsOf(c), *want) || c.ConfigFile != "testdata/good/full.yaml" {
 		t.Errorf("full.yaml:\n got %+v\nwant %+v", c, want)

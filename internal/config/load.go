@@ -73,6 +73,8 @@ var settings = []setting{
 	{"max-flows", []string{"SONDE_MAX_FLOWS"}, "max_flows", "flows tracked by analysis over all workers (0: the engine default, 2097152)", func(c *Config) any { return &c.MaxFlows }},
 	{"anomaly", []string{"SONDE_ANOMALY"}, "anomaly", "anomaly thresholds to override, key=value;... such as port_scan_targets=50;internal_nets=10.0.0.0/8 (SIGHUP reloads)", func(c *Config) any { return &c.Anomaly }},
 	{"metrics-top-talkers", []string{"SONDE_METRICS_TOP_TALKERS"}, "metrics_top_talkers", "export the last window's N top talkers as series labelled by address (0: off; at most 100)", func(c *Config) any { return &c.MetricsTopTalkers }},
+	{"snapshot-on-anomaly", []string{"SONDE_SNAPSHOT_ON_ANOMALY"}, "snapshot_on_anomaly", "pin the files of each anomaly's window, this much before and after it (0: off)", func(c *Config) any { return &c.SnapshotOnAnomaly }},
+	{"snapshot-ttl", []string{"SONDE_SNAPSHOT_TTL"}, "snapshot_ttl", "how long anomaly snapshots keep their files", func(c *Config) any { return &c.SnapshotTTL }},
 	{"max-upload-size-mb", []string{"SONDE_MAX_UPLOAD_SIZE_MB", "MAX_UPLOAD_SIZE_MB"}, "max_upload_size_mb", "largest capture file /api/v1/reports/upload accepts, in MiB", func(c *Config) any { return &c.MaxUploadSizeMB }},
 	{"max-queue-size", []string{"SONDE_MAX_QUEUE_SIZE", "MAX_QUEUE_SIZE"}, "max_queue_size", "reports queued, uploading or running at once; past it /api/v1/reports answers 429", func(c *Config) any { return &c.MaxQueueSize }},
 	{"report-workers", []string{"SONDE_REPORT_WORKERS", "REPORT_WORKERS"}, "report_workers", "reports analysed at once", func(c *Config) any { return &c.ReportWorkers }},

@@ -77,7 +77,7 @@ func TestAnomalyEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, p.B.NS, dir, "--interface", p.B.Iface, "--workers", "2", "--window", "2s",
-		"--file-max-duration", "1s", "--config", conf)
+		"--file-max-duration", "1s", "--config", conf, "--snapshot-on-anomaly", "2s")
 	scanner, victim := p.A.Addr.Addr().String(), p.B.Addr.Addr().String()
 	do := func(args ...string) {
 		t.Helper()
@@ -154,6 +154,12 @@ func TestAnomalyEvents(t *testing.T) {
 			t.Errorf("port_scan file %s not in the ring index", f)
 		}
 	}
+	// --snapshot-on-anomaly: the scan's files are pinned, with a reason that
+	// names the kind, kept out of retention's reach (pins.json persists them).
+	waitUntil(t, 20*time.Second, "the port_scan's files to be pinned", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "pins.json"))
+		return err == nil && strings.Contains(string(b), "anomaly port_scan from "+scanner) && strings.Contains(string(b), scans[0].Files[0])
+	})
 	if !strings.Contains(d.output(), `"kind": "port_scan"`) && !strings.Contains(d.output(), `"kind":"port_scan"`) {
 		t.Errorf("no port_scan log line")
 	}

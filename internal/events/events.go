@@ -46,8 +46,9 @@ type Config struct {
 	Queue int
 }
 
-// FileLookup names the capture files holding packets between from and to.
-type FileLookup func(from, to time.Time) []string
+// FileLookup names the capture files holding the packets of an event (from
+// its Start to its End); it may also pin them (--snapshot-on-anomaly).
+type FileLookup func(e anomaly.Event) []string
 
 // Sink writes events out. Emit may be called from any goroutine.
 type Sink struct {
@@ -156,7 +157,7 @@ func (s *Sink) flush(held []anomaly.Event, cutoff time.Time) []anomaly.Event {
 			continue
 		}
 		if s.files != nil {
-			e.Files = s.files(e.Start, e.End)
+			e.Files = s.files(e)
 		}
 		if e.Files == nil {
 			e.Files = []string{}

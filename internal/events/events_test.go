@@ -46,7 +46,8 @@ func TestSinkHoldsUntilFilesArePublished(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, DefaultFileName)
 	var asked []time.Time
-	s, err := New(Config{Path: path, Delay: time.Hour}, func(from, to time.Time) []string {
+	s, err := New(Config{Path: path, Delay: time.Hour}, func(e anomaly.Event) []string {
+		from, to := e.Start, e.End
 		asked = append(asked, from, to)
 		return []string{"a.pcap"}
 	}, zap.NewNop())
