@@ -37,6 +37,8 @@ bench:
 	$(GO) test -run '^$$' -bench WalkBlock -benchmem ./capture
 	$(GO) test -run '^$$' -bench RingRead -benchtime 1000000x -benchmem ./capture
 	$(GO) run ./internal/livebench $(BENCH_ARGS)
+	# Offline analysis of a 3-million-packet capture vs tshark and tcpdump.
+	$(GO) run ./internal/offlinebench
 
 # Soak: many flows through the real daemon for DURATION (root, trafgen; the
 # first half is warm-up);
