@@ -26,5 +26,8 @@ capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")
 [ "$uid" = 65532 ] && [ "$capeff" = 0000000000000000 ] || fail "compose sensor runs as uid $uid with CapEff $capeff"
 ro=$("$DOCKER" inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NetworkMode}} {{.HostConfig.SecurityOpt}}' "$id")
 [ "$ro" = "true host [no-new-privileges:true]" ] || fail "compose sensor host config: $ro"
-curl -sf http://127.0.0.1:9750/metrics | grep -q '^sonde_capture_up{interface="lo"} 1' || fail "sonde_capture_up{interface=lo} is not 1"
+# The whole page first: under pipefail `curl | grep -q` fails when grep exits
+# at its match while curl still writes (/metrics is > 64 KiB).
+metrics=$(curl -sf http://127.0.0.1:9750/metrics)
+grep -q '^sonde_capture_up{interface="lo"} 1' <<<"$metrics" || fail "sonde_capture_up{interface=lo} is not 1"
 pass "compose sensor healthy, uid 65532, CapEff 0, read-only, host network, capturing lo"

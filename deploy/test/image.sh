@@ -59,7 +59,7 @@ for round in first restart; do
 	"$DOCKER" rm "$name" >/dev/null
 done
 
-"$DOCKER" run --rm "$IMAGE" version | grep -q sonde || fail "docker run IMAGE version"
+version=$("$DOCKER" run --rm "$IMAGE" version) && grep -q sonde <<<"$version" || fail "docker run IMAGE version"
 "$DOCKER" run --rm --entrypoint /bin/sh "$IMAGE" -c true >/dev/null 2>&1 && fail "the image has a shell"
 size=$("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE")
 [ "$size" -lt $((25 * 1000 * 1000)) ] || fail "image is $size bytes, want < 25 MB"

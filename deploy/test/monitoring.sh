@@ -65,7 +65,10 @@ ip netns exec "$ns" "$work/sonde" run --interface lo,cap0 --data-dir "$work/data
 	--log-format json >"$work/sonde.log" 2>&1 &
 sonde_pid=$!
 wait_for 30 "sonde /api/ready" in_ns curl -sf http://127.0.0.1:9750/api/ready
-in_ns curl -sf http://127.0.0.1:9750/metrics | grep -q '^sonde_prefilter_packets_total{interface="cap0"}' \
+# Read the whole page before grepping: under pipefail, `curl | grep -q` fails
+# when grep exits at its match while curl still writes (/metrics is > 64 KiB).
+in_ns curl -sf http://127.0.0.1:9750/metrics >"$work/metrics.txt"
+grep -q '^sonde_prefilter_packets_total{interface="cap0"}' "$work/metrics.txt" \
 	|| fail "no sonde_prefilter_* series: the eBPF prefilter did not load (see sonde.log)"
 
 # The shipped config and rules, made fast for a test: 1 s scrapes and
