@@ -24,8 +24,9 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags libpcap $(PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
-	# The optional libpcap engine (cgo): what the tag changes, built and tested.
-	$(GO) test -race -count=1 -tags libpcap -timeout $(TEST_TIMEOUT) ./capture/ ./cmd/sonde/
+	# The optional libpcap engine (cgo): what the tag changes, built and tested
+	# (the pcap engine's live tests and the CLI's --engine handling).
+	$(GO) test -race -count=1 -tags libpcap -timeout $(TEST_TIMEOUT) -run 'Pcap|CLI' ./capture/ ./cmd/sonde/
 
 # The static default binary, and the optional libpcap build (cgo).
 build-libpcap:
