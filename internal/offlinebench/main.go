@@ -39,7 +39,6 @@ func main() {
 }
 
 type record struct {
-	ts   int64
 	wire uint32
 	data []byte
 }
@@ -119,11 +118,8 @@ func build(path string, n int) (int64, error) {
 	if err != nil || len(srcs) == 0 {
 		return 0, fmt.Errorf("no captures in analysis/testdata (run from the repository root): %v", err)
 	}
-	// One pass is the captures one after the other, each keeping its own
-	// packet spacing.
 	var recs []record
 	var lt capture.LinkType
-	var passEnd int64
 	for _, src := range srcs {
 		f, err := os.Open(src)
 		if err != nil {
@@ -139,22 +135,14 @@ func build(path string, n int) (int64, error) {
 			continue
 		}
 		lt = r.LinkType()
-		first, last := int64(-1), int64(0)
 		for {
 			rec, err := r.Next()
 			if err != nil {
 				break
 			}
-			if first < 0 {
-				first = rec.Timestamp
-			}
-			last = max(last, rec.Timestamp)
-			recs = append(recs, record{rec.Timestamp - first + passEnd, rec.Length, append([]byte(nil), rec.Data...)})
+			recs = append(recs, record{rec.Length, append([]byte(nil), rec.Data...)})
 		}
 		f.Close()
-		if first >= 0 {
-			passEnd += last - first + int64(time.Millisecond)
-		}
 	}
 	if len(recs) == 0 {
 		return 0, errors.New("no Ethernet packets in analysis/testdata")

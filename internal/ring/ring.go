@@ -238,7 +238,11 @@ func (r *Ring) add(fi FileInfo) {
 	r.bytes += fi.Bytes
 	r.maxSpan = max(r.maxSpan, fi.Last-fi.First)
 	r.mu.Unlock()
-	r.enforce(r.now())
+	// In a full ring every publish evicts, and enforce then saves the index
+	// with the new file in it: save it here only when it did not.
+	if r.enforce(r.now()) {
+		return
+	}
 	if err := r.persist(); err != nil {
 		r.writeFailed(err)
 		r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
@@ -247,7 +251,7 @@ func (r *Ring) add(fi FileInfo) {
 
 // enforce drops expired pins, then deletes the oldest unpinned files while
 // any retention limit is exceeded.
-func (r *Ring) enforce(now time.Time) {
+func (r *Ring) enforce(now time.Time) (saved bool) {
 	r.mu.Lock()
 	expired := r.expireLocked(now)
 	r.recountPinsLocked()
@@ -274,9 +278,11 @@ func (r *Ring) enforce(now time.Time) {
 	}
 	if changed {
 		if err := r.persist(); err != nil {
+			r.writeFailed(err)
 			r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
 		}
 	}
+	return changed
 }
 
 // overLimit names the first limit that is exceeded. Pinned files count
