@@ -41,7 +41,7 @@ func BenchmarkExtract(b *testing.B) {
 					b.Fatal(err)
 				}
 				req := Request{From: t0, To: t0 + int64(time.Hour), Match: prog}
-				res, err := Extract(context.Background(), io.Discard, root, index, req) // warm the page cache
+				res, err := Extract(context.Background(), io.Discard, Dir(root), index, req) // warm the page cache
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -54,7 +54,7 @@ func BenchmarkExtract(b *testing.B) {
 				b.ReportMetric(float64(res.Packets), "packets/op")
 				b.ResetTimer()
 				for b.Loop() {
-					if _, err := Extract(context.Background(), io.Discard, root, index, req); err != nil {
+					if _, err := Extract(context.Background(), io.Discard, Dir(root), index, req); err != nil {
 						b.Fatal(err)
 					}
 				}

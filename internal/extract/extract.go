@@ -86,11 +86,28 @@ func LinkType(files []ring.FileInfo) (capture.LinkType, error) {
 	return files[0].LinkType, nil
 }
 
+// Opener opens one file of the window for reading. A file that no longer
+// exists anywhere is reported with an error that wraps fs.ErrNotExist; the
+// extraction then counts it in Result.Missing and goes on.
+type Opener interface {
+	Open(ctx context.Context, fi ring.FileInfo) (io.ReadCloser, error)
+}
+
+// Dir opens the files of a local ring directory.
+func Dir(root *os.Root) Opener { return dirOpener{root} }
+
+type dirOpener struct{ root *os.Root }
+
+func (d dirOpener) Open(_ context.Context, fi ring.FileInfo) (io.ReadCloser, error) {
+	return d.root.Open(fi.Name)
+}
+
 // stream is one worker's files, read one after the other.
 type stream struct {
 	files []ring.FileInfo
-	next  int // index of the next file to open
-	f     *os.File
+	next  int    // index of the next file to open
+	name  string // of the open file
+	f     io.ReadCloser
 	rd    *pcapio.Reader
 	rec   pcapio.Record
 }
@@ -98,7 +115,7 @@ type stream struct {
 // Extract writes the packets of files (the ring's entries overlapping the
 // window, all of one link type) in [req.From, req.To) to w as one pcap,
 // in time order. It stops at the first error of w or when ctx ends.
-func Extract(ctx context.Context, w io.Writer, root *os.Root, files []ring.FileInfo, req Request) (Result, error) {
+func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo, req Request) (Result, error) {
 	lt, err := LinkType(files)
 	if err != nil {
 		return Result{}, err
@@ -116,7 +133,7 @@ func Extract(ctx context.Context, w io.Writer, root *os.Root, files []ring.FileI
 	}()
 	h := make(mergeHeap, 0, len(streams))
 	for _, s := range streams {
-		ok, err := s.advance(root, req.From, req.To, &res)
+		ok, err := s.advance(ctx, src, req.From, req.To, &res)
 		if err != nil {
 			return res, err
 		}
@@ -143,7 +160,7 @@ func Extract(ctx context.Context, w io.Writer, root *os.Root, files []ring.FileI
 				}
 			}
 		}
-		ok, err := s.advance(root, req.From, req.To, &res)
+		ok, err := s.advance(ctx, src, req.From, req.To, &res)
 		if err != nil {
 			return res, err
 		}
@@ -185,7 +202,7 @@ func group(files []ring.FileInfo) []*stream {
 // advance moves s to its next packet in [from, to), opening the stream's
 // next file as needed, and reports whether there is one. A worker's packets
 // are in time order, so the first at or after to ends the stream.
-func (s *stream) advance(root *os.Root, from, to int64, res *Result) (bool, error) {
+func (s *stream) advance(ctx context.Context, src Opener, from, to int64, res *Result) (bool, error) {
 	for {
 		if s.rd == nil {
 			if s.next == len(s.files) {
@@ -193,7 +210,7 @@ func (s *stream) advance(root *os.Root, from, to int64, res *Result) (bool, erro
 			}
 			fi := s.files[s.next]
 			s.next++
-			f, err := root.Open(fi.Name)
+			f, err := src.Open(ctx, fi)
 			if errors.Is(err, fs.ErrNotExist) {
 				res.Missing++ // evicted since the lookup
 				continue
@@ -206,7 +223,7 @@ func (s *stream) advance(root *os.Root, from, to int64, res *Result) (bool, erro
 				f.Close()
 				return false, fmt.Errorf("extract: reading %s: %w", fi.Name, err)
 			}
-			s.f, s.rd = f, rd
+			s.f, s.rd, s.name = f, rd, fi.Name
 			res.Files++
 		}
 		rec, err := s.rd.Next()
@@ -222,7 +239,7 @@ func (s *stream) advance(root *os.Root, from, to int64, res *Result) (bool, erro
 		if err == nil {
 			continue
 		}
-		name := s.f.Name()
+		name := s.name
 		s.close()
 		if err != io.EOF {
 			return false, fmt.Errorf("extract: reading %s: %w", name, err)

@@ -185,7 +185,7 @@ func TestExtract(t *testing.T) {
 					}
 					var out bytes.Buffer
 					files := overlapping(index, c.from, c.to)
-					res, err := Extract(context.Background(), &out, root, files, Request{From: c.from, To: c.to, Match: prog})
+					res, err := Extract(context.Background(), &out, Dir(root), files, Request{From: c.from, To: c.to, Match: prog})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -224,7 +224,7 @@ func TestExtractLimitsAndEviction(t *testing.T) {
 	// Byte bound: header plus 10 whole records and half of the next.
 	req.MaxBytes = 24 + 10*116 + 50
 	var out bytes.Buffer
-	res, err := Extract(context.Background(), &out, root, index, req)
+	res, err := Extract(context.Background(), &out, Dir(root), index, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestExtractLimitsAndEviction(t *testing.T) {
 	}
 	out.Reset()
 	req.MaxBytes = 0
-	res, err = Extract(context.Background(), &out, root, index, req)
+	res, err = Extract(context.Background(), &out, Dir(root), index, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestExtractLimitsAndEviction(t *testing.T) {
 	}
 	defer root2.Close()
 	out.Reset()
-	if _, err := Extract(ctx, &out, root2, big, req); !errors.Is(err, context.Canceled) || out.Len() != 0 {
+	if _, err := Extract(ctx, &out, Dir(root2), big, req); !errors.Is(err, context.Canceled) || out.Len() != 0 {
 		t.Fatalf("cancelled: %v after %d bytes", err, out.Len())
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/ring"
 )
@@ -128,7 +129,7 @@ func ringReport(tb testing.TB, q *Queue, r *ring.Ring, root *os.Root) Status {
 	for _, f := range files {
 		from, to = min(from, f.First), max(to, f.Last+1)
 	}
-	st, err := q.Submit(RingSource(root, r.Window(from, to), from, to, nil, "bench"))
+	st, err := q.Submit(RingSource(extract.Dir(root), r.Window(from, to), from, to, nil, "bench"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package report
 import (
 	"context"
 	"io"
-	"os"
 
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/internal/extract"
@@ -14,7 +13,7 @@ import (
 // ns) that match accepts (nil: all): files are the ring's entries
 // overlapping the window, read through root by extract, as /api/v1/pcap
 // serves them. name is the input as the document names it.
-func RingSource(root *os.Root, files []ring.FileInfo, from, to int64, match bpf.Program, name string) Source {
+func RingSource(src extract.Opener, files []ring.FileInfo, from, to int64, match bpf.Program, name string) Source {
 	var size int64
 	for _, f := range files {
 		// The part of each file inside the window, assuming an even rate.
@@ -29,7 +28,7 @@ func RingSource(root *os.Root, files []ring.FileInfo, from, to int64, match bpf.
 	return Source{Kind: "ring", Name: name, Size: size, Open: func(ctx context.Context) (io.ReadCloser, error) {
 		pr, pw := io.Pipe()
 		go func() {
-			_, err := extract.Extract(ctx, pw, root, files, extract.Request{From: from, To: to, Match: match})
+			_, err := extract.Extract(ctx, pw, src, files, extract.Request{From: from, To: to, Match: match})
 			pw.CloseWithError(err)
 		}()
 		return pr, nil
