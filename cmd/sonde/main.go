@@ -70,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(args[1:], stdout, stderr)
 	case "analyze":
 		return analyzeCmd(args[1:], stdout, stderr)
+	case "fleet":
+		return runFleet(args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintf(stderr, "sonde: unknown config command %q: want 'sonde config check'\n", stringAt(args, 1))

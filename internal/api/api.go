@@ -33,6 +33,7 @@ import (
 
 	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/exporter"
+	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/privilege"
 	"github.com/sonde-project/sonde/internal/report"
 )
@@ -67,6 +68,9 @@ type Options struct {
 
 	// Store is the ring /api/v1 serves; nil leaves /api/v1 answering 503.
 	Store Store
+	// Opener opens the files Store lists, for /api/v1/pcap and ring
+	// reports; nil opens them in DataDir (extract.Dir).
+	Opener extract.Opener
 	// Tokens are the bearer tokens /api/v1 accepts (see ReadTokenFile).
 	// With none and AuthDisabled false, every /api/v1 request gets 401.
 	Tokens []string
@@ -118,7 +122,8 @@ type Server struct {
 	handler http.Handler
 
 	store  Store
-	root   *os.Root // the data directory, for /api/v1 downloads
+	root   *os.Root       // the data directory, for /api/v1 downloads
+	open   extract.Opener // the files of windows: opts.Opener or root
 	auth   *authenticator
 	routes []route
 	audit  *zap.Logger
@@ -138,6 +143,10 @@ func New(opts Options, log *zap.Logger, reg *prometheus.Registry, health HealthS
 		} else {
 			s.root = root
 		}
+	}
+	s.open = opts.Opener
+	if s.open == nil && s.root != nil {
+		s.open = extract.Dir(s.root)
 	}
 	switch {
 	case opts.AuthDisabled:

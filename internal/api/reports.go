@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/report"
 )
 
@@ -112,7 +111,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request, _ string) {
 	if req.Filter != "" {
 		name += " filter " + req.Filter
 	}
-	st, err := s.opts.Reports.Submit(report.RingSource(extract.Dir(s.root), files, from.UnixNano(), to.UnixNano(), prog, name))
+	st, err := s.opts.Reports.Submit(report.RingSource(s.open, files, from.UnixNano(), to.UnixNano(), prog, name))
 	s.accepted(aw, aw, st, err)
 }
 

@@ -307,7 +307,7 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	res, err := extract.Extract(r.Context(), aw, extract.Dir(s.root), files, extract.Request{
+	res, err := extract.Extract(r.Context(), aw, s.open, files, extract.Request{
 		From: from.UnixNano(), To: to.UnixNano(), Match: prog, MaxBytes: s.opts.MaxBytes,
 	})
 	aw.fields = append(aw.fields, zap.Uint64("packets", res.Packets), zap.Int("files", res.Files), zap.Int("missing_files", res.Missing), zap.Bool("truncated", res.Truncated))
@@ -560,7 +560,7 @@ func (s *Server) selection(w http.ResponseWriter, files []ring.FileInfo, filter 
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return nil, false
 	}
-	if s.root == nil {
+	if s.open == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "no data directory")
 		return nil, false
 	}
