@@ -28,6 +28,10 @@ type Config struct {
 	// Now is the clock retention by age is judged against; nil is
 	// time.Now. Tests set it to judge age deterministically.
 	Now func() time.Time
+	// Offload, when set, holds files that are not yet uploaded out of the
+	// count and age limits and is told of every publish and eviction (see
+	// Offload).
+	Offload Offload
 }
 
 // Defaults and floors. A buffer must hold at least one full-size record,

@@ -238,6 +238,9 @@ func (r *Ring) add(fi FileInfo) {
 	r.bytes += fi.Bytes
 	r.maxSpan = max(r.maxSpan, fi.Last-fi.First)
 	r.mu.Unlock()
+	if r.cfg.Offload != nil {
+		r.cfg.Offload.Published(fi)
+	}
 	// In a full ring every publish evicts, and enforce then saves the index
 	// with the new file in it: save it here only when it did not.
 	if r.enforce(r.now()) {
@@ -262,20 +265,20 @@ func (r *Ring) enforce(now time.Time) (saved bool) {
 		}
 	}
 	changed := false
+	var gone []evicted
 	for {
 		r.mu.Lock()
-		reason, ok := r.overLimit(now)
-		i := r.oldestUnpinned()
-		ok = ok && i >= 0
-		if ok {
-			r.evictLocked(i, reason)
+		i, reason := r.victimLocked(now)
+		if i >= 0 {
+			gone = append(gone, r.evictLocked(i, reason))
 			changed = true
 		}
 		r.mu.Unlock()
-		if !ok {
+		if i < 0 {
 			break
 		}
 	}
+	r.notifyEvicted(gone)
 	if changed {
 		if err := r.persist(); err != nil {
 			r.writeFailed(err)
@@ -285,53 +288,32 @@ func (r *Ring) enforce(now time.Time) (saved bool) {
 	return changed
 }
 
-// overLimit names the first limit that is exceeded. Pinned files count
-// against the pin budget, not these limits. r.mu is held.
-func (r *Ring) overLimit(now time.Time) (EvictReason, bool) {
-	oldest := r.oldestUnpinned()
-	if oldest < 0 {
-		return "", false
-	}
-	c := &r.cfg
-	switch {
-	case c.MaxBytes > 0 && r.bytes-r.pinnedBytes > c.MaxBytes:
-		return EvictMaxBytes, true
-	case c.MaxFiles > 0 && len(r.files)-r.pinnedCount > c.MaxFiles:
-		return EvictMaxFiles, true
-	case c.MaxAge > 0 && r.files[oldest].Last < now.Add(-c.MaxAge).UnixNano():
-		return EvictMaxAge, true
-	}
-	if c.MinFreePercent > 0 {
-		free, total, err := r.statfs()
-		if err == nil && total > 0 && float64(free)*100/float64(total) < c.MinFreePercent {
-			return EvictMinFree, true
-		}
-	}
-	return "", false
-}
-
-// evictOldest deletes the oldest unpinned published file, reporting whether
-// there was one. Writers call it when the disk is full.
+// evictOldest deletes the oldest unpinned published file (with offload, the
+// oldest uploaded one first), reporting whether there was one. Writers call
+// it when the disk is full.
 func (r *Ring) evictOldest(reason EvictReason) bool {
 	r.mu.Lock()
-	i := r.oldestUnpinned()
-	ok := i >= 0
-	if ok {
-		r.evictLocked(i, reason)
+	i := r.budgetVictim()
+	var ev evicted
+	if i >= 0 {
+		ev = r.evictLocked(i, reason)
 	}
 	r.mu.Unlock()
-	if ok {
-		if err := r.persist(); err != nil {
-			r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
-		}
+	if i < 0 {
+		return false
 	}
-	return ok
+	r.notifyEvicted([]evicted{ev})
+	if err := r.persist(); err != nil {
+		r.log.Warn("saving index failed; it is rebuilt from the files at the next start", zap.Error(err))
+	}
+	return true
 }
 
 // evictLocked deletes files[i]. r.mu is held. The entry goes even when the
 // file cannot be removed, or a stuck file would stall retention forever.
-func (r *Ring) evictLocked(i int, reason EvictReason) {
+func (r *Ring) evictLocked(i int, reason EvictReason) evicted {
 	fi := r.files[i]
+	uploaded := r.uploadedLocked(i)
 	if err := os.Remove(filepath.Join(r.cfg.Dir, fi.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Error("deleting capture file failed; dropping it from the index", zap.String("file", fi.Name), zap.Error(err))
 	}
@@ -345,6 +327,7 @@ func (r *Ring) evictLocked(i int, reason EvictReason) {
 		}
 	}
 	r.log.Debug("evicted capture file", zap.String("file", fi.Name), zap.String("reason", string(reason)))
+	return evicted{fi: fi, reason: reason, uploaded: uploaded}
 }
 
 func (r *Ring) statfs() (free, total uint64, err error) {
