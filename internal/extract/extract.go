@@ -1,16 +1,18 @@
 // Package extract cuts a time window out of the capture ring as one pcap
-// stream.
+// or pcapng stream.
 //
 // Data enters as the ring's index entries of the files overlapping the
-// window (ring.Window) and a directory handle (os.Root) they are opened
-// through; it leaves as a single nanosecond pcap written to an io.Writer
-// while the files are read. Each capture worker's files are in time order,
+// window (ring.Window) and an Opener they are opened through; it leaves as
+// a single nanosecond pcap, or a pcapng with one interface per (node,
+// interface) of the window, written to an io.Writer while the files are
+// read. Each capture worker's files are in time order,
 // so the files are grouped into one sequence per worker and the sequences
 // are merged by a k-way heap merge on packet time: memory is one read
 // window per worker and one output buffer, whatever the window's length.
 package extract
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +37,13 @@ type Request struct {
 	From, To int64 // [From, To) in unix ns
 	// Match, if set, keeps only the packets it accepts (see Compile).
 	Match bpf.Program
+	// Format is the output format: pcap (the default) holds one link
+	// type; pcapng holds any mix, with one Interface Description Block per
+	// (node, interface) of the window, so every packet keeps its origin.
+	Format pcapio.Format
+	// Matches, used instead of Match when set, gives the program for each
+	// link type of a pcapng window (a missing link type: keep all).
+	Matches map[capture.LinkType]bpf.Program
 	// MaxBytes bounds the bytes written, header included (0: no bound). The
 	// output then ends at the last whole record that fits.
 	MaxBytes int64
@@ -110,22 +119,44 @@ type stream struct {
 	f     io.ReadCloser
 	rd    *pcapio.Reader
 	rec   pcapio.Record
+	iface uint32      // pcapng interface id in the output
+	match bpf.Program // nil: keep all
 }
 
 // Extract writes the packets of files (the ring's entries overlapping the
 // window, all of one link type) in [req.From, req.To) to w as one pcap,
 // in time order. It stops at the first error of w or when ctx ends.
 func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo, req Request) (Result, error) {
-	lt, err := LinkType(files)
-	if err != nil {
-		return Result{}, err
-	}
 	var res Result
-	out := &output{w: w, buf: make([]byte, 0, outBufBytes), max: req.MaxBytes}
-	out.buf = pcapio.AppendFileHeader(out.buf, pcapio.FormatPcap, lt, Snaplen, "")
+	out := &output{w: w, buf: make([]byte, 0, outBufBytes), max: req.MaxBytes, format: pcapio.FormatPcap}
+	streams := group(files)
+	if req.Format == pcapio.FormatPcapng {
+		out.format = pcapio.FormatPcapng
+		out.buf = pcapio.AppendSectionHeader(out.buf, "")
+		for i, ifc := range Interfaces(files) {
+			out.buf = pcapio.AppendInterface(out.buf, ifc.LinkType, Snaplen, ifc.Interface, ifc.Description())
+			for _, s := range streams {
+				if s.files[0].Node == ifc.Node && s.files[0].Interface == ifc.Interface {
+					s.iface = uint32(i)
+					s.match = req.Match
+					if req.Matches != nil {
+						s.match = req.Matches[ifc.LinkType]
+					}
+				}
+			}
+		}
+	} else {
+		lt, err := LinkType(files)
+		if err != nil {
+			return Result{}, err
+		}
+		out.buf = pcapio.AppendFileHeader(out.buf, pcapio.FormatPcap, lt, Snaplen, "")
+		for _, s := range streams {
+			s.match = req.Match
+		}
+	}
 	out.n = int64(len(out.buf))
 
-	streams := group(files)
 	defer func() {
 		for _, s := range streams {
 			s.close()
@@ -145,8 +176,8 @@ func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo
 	for len(h) > 0 {
 		s := h[0]
 		r := &s.rec
-		if req.Match == nil || req.Match.Match(r.Data, int(r.Length)) != 0 {
-			if !out.record(r) {
+		if s.match == nil || s.match.Match(r.Data, int(r.Length)) != 0 {
+			if !out.record(s.iface, r) {
 				res.Truncated = true
 				break
 			}
@@ -170,9 +201,37 @@ func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo
 			h.pop0()
 		}
 	}
-	err = out.flush()
+	err := out.flush()
 	res.Bytes = out.n
 	return res, err
+}
+
+// Interface is one interface of a window in pcapng output, in the order
+// of its interface id.
+type Interface struct {
+	Node, Interface string
+	LinkType        capture.LinkType
+}
+
+// Description is the if_description sonde writes: the node the interface
+// belongs to, which a reader of a merged capture needs to tell equally
+// named interfaces of different nodes apart.
+func (i Interface) Description() string { return "sonde node " + i.Node }
+
+// Interfaces returns the (node, interface) pairs of files sorted by node
+// then interface: the interfaces of a pcapng extraction, id by id.
+func Interfaces(files []ring.FileInfo) []Interface {
+	var out []Interface
+	for _, f := range files {
+		i := Interface{Node: f.Node, Interface: f.Interface, LinkType: f.LinkType}
+		if !slices.ContainsFunc(out, func(o Interface) bool { return o.Node == i.Node && o.Interface == i.Interface }) {
+			out = append(out, i)
+		}
+	}
+	slices.SortFunc(out, func(a, b Interface) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.Interface, b.Interface))
+	})
+	return out
 }
 
 // group splits files into one time-ordered sequence per capture worker.
@@ -302,19 +361,25 @@ const (
 
 // output batches records into large writes and counts what it wrote.
 type output struct {
-	w   io.Writer
-	buf []byte
-	n   int64 // bytes written or buffered
-	max int64
+	w      io.Writer
+	buf    []byte
+	n      int64 // bytes written or buffered
+	max    int64
+	format pcapio.Format
 }
 
-// record appends one record unless it would pass the byte bound.
-func (o *output) record(r *pcapio.Record) bool {
-	size := int64(pcapio.RecordLen(pcapio.FormatPcap, len(r.Data)))
+// record appends one record of interface iface (pcapng) unless it would
+// pass the byte bound.
+func (o *output) record(iface uint32, r *pcapio.Record) bool {
+	size := int64(pcapio.RecordLen(o.format, len(r.Data)))
 	if o.max > 0 && o.n+size > o.max {
 		return false
 	}
-	o.buf = pcapio.AppendRecord(o.buf, pcapio.FormatPcap, r.Timestamp, r.Length, r.Data)
+	if o.format == pcapio.FormatPcapng {
+		o.buf = pcapio.AppendPacket(o.buf, iface, r.Timestamp, r.Length, r.Data)
+	} else {
+		o.buf = pcapio.AppendRecord(o.buf, pcapio.FormatPcap, r.Timestamp, r.Length, r.Data)
+	}
 	o.n += size
 	return true
 }

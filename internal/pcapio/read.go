@@ -36,6 +36,8 @@ type ngIface struct {
 	exp    uint8
 	pow2   bool
 	offset int64 // if_tsoffset, seconds
+
+	name, description string
 }
 
 // Reader reads packets from a pcap or pcapng stream.
@@ -312,6 +314,10 @@ func (r *Reader) readIDB(off int64, length uint32) error {
 			}
 		case code == optIfTsoffset && n >= 8:
 			ifc.offset = int64(r.order.Uint64(v))
+		case code == optIfName:
+			ifc.name = string(v)
+		case code == optIfDescription:
+			ifc.description = string(v)
 		}
 		opts = opts[min(len(opts), 4+(n+3)&^3):]
 	}

@@ -1,12 +1,14 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/sonde-project/sonde/analysis"
 	"github.com/sonde-project/sonde/analysis/anomaly"
 	"github.com/sonde-project/sonde/bpf"
+	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/internal/pcapio"
 )
 
@@ -62,23 +64,28 @@ func NewAnalysis(window time.Duration, maxFlows int) (*Analysis, error) {
 }
 
 // Replay analyses every packet of r that filter (a tcpdump expression,
-// compiled for r's link type; empty: all) accepts. A filter the compiler
-// refuses is a *bpf.SyntaxError. A stream damaged midway returns an error
-// naming the byte offset; what came before it has been analysed.
+// compiled for the link type of each packet's interface; empty: all)
+// accepts. A filter the compiler refuses is a *bpf.SyntaxError. A stream
+// damaged midway returns an error naming the byte offset; what came before
+// it has been analysed.
 func (x *Analysis) Replay(r *pcapio.Reader, filter string) (uint64, error) {
-	var prog bpf.Program
+	var compile func(capture.LinkType) (bpf.Program, error)
 	if filter != "" {
-		ins, err := bpf.Compile(filter, bpf.LinkType(r.LinkType()), pcapio.MaxRecordBytes)
-		if err != nil {
+		compile = func(lt capture.LinkType) (bpf.Program, error) {
+			return bpf.Compile(filter, bpf.LinkType(lt), pcapio.MaxRecordBytes)
+		}
+		// The first interface's link type up front, so a bad filter is
+		// refused before anything is analysed.
+		if _, err := compile(r.LinkType()); err != nil {
 			return 0, err
 		}
-		prog = ins
 	}
-	n, err := analysis.Replay(r, x.a, prog)
-	if err != nil {
+	n, err := analysis.Replay(r, x.a, compile)
+	var se *bpf.SyntaxError
+	if err != nil && !errors.As(err, &se) {
 		return n, fmt.Errorf("damaged after %d bytes: %w", r.Offset(), err)
 	}
-	return n, nil
+	return n, err
 }
 
 // Snapshot ends the analysis (publishing the last, partial window) and
