@@ -23,6 +23,7 @@ func apiOptions(cfg *config.Config, opts api.Options) (api.Options, error) {
 		}
 		opts.TLS = tc
 	}
+	opts.Node = cfg.NodeName
 	opts.AuthDisabled = !cfg.APIAuth
 	opts.AuthOps = cfg.APIAuthOps
 	opts.MaxWindow = cfg.APIMaxWindow

@@ -60,6 +60,9 @@ type Options struct {
 
 	// Version is reported by /api/health.
 	Version string
+	// Node is the sensor's name, sent as the Sonde-Node header of
+	// /api/v1/pcap (empty: the node of the ring's files).
+	Node string
 	// DataDir is the capture ring directory, reported by /api/health.
 	DataDir string
 	// MinFreePercent is the free-space floor of the data volume; below it

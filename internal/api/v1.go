@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sonde-project/sonde/bpf"
+	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/ring"
@@ -259,19 +260,32 @@ func window(get func(string) string, w http.ResponseWriter) (from, to time.Time,
 	return from, to, true
 }
 
-// getPcap streams the packets of a window as one pcap. Limits are answered
-// before the first byte; once streaming, the byte bound ends the output at
-// a record boundary and the Sonde-Truncated trailer says so.
+// getPcap streams the packets of a window as one pcap, or with
+// format=pcapng as one pcapng with an interface per (node, interface), which
+// holds any mix of link types and is what sonde fleet asks its members for.
+// Limits are answered before the first byte; once streaming, the byte bound
+// ends the output at a record boundary and the Sonde-Truncated trailer says
+// so.
 func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	q := r.URL.Query()
 	aw := s.startAudit(w, r, "/api/v1/pcap", zap.String("from", q.Get("from")), zap.String("to", q.Get("to")),
-		zap.String("filter", q.Get("filter")), zap.String("flow", q.Get("flow")), zap.String("interface", q.Get("interface")))
+		zap.String("filter", q.Get("filter")), zap.String("flow", q.Get("flow")), zap.String("interface", q.Get("interface")),
+		zap.String("format", q.Get("format")))
 	defer aw.finish()
 	for k := range q {
-		if !slices.Contains([]string{"from", "to", "filter", "flow", "interface"}, k) {
-			paramError(aw, k, "unknown parameter: use from, to, filter, flow, interface")
+		if !slices.Contains([]string{"from", "to", "filter", "flow", "interface", "format"}, k) {
+			paramError(aw, k, "unknown parameter: use from, to, filter, flow, interface, format")
 			return
 		}
+	}
+	format := pcapio.FormatPcap
+	switch v := q.Get("format"); v {
+	case "", "pcap":
+	case "pcapng":
+		format = pcapio.FormatPcapng
+	default:
+		paramError(aw, "format", fmt.Sprintf("%q: want pcap (one link type) or pcapng (an interface per node and interface)", v))
+		return
 	}
 	from, to, ok := window(q.Get, aw)
 	if !ok {
@@ -294,22 +308,27 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	if ifaces := q["interface"]; len(ifaces) > 0 {
 		files = slices.DeleteFunc(files, func(f ring.FileInfo) bool { return !slices.Contains(ifaces, f.Interface) })
 	}
-	prog, ok := s.selection(aw, files, q.Get("filter"), flow)
-	if !ok {
+	req := extract.Request{From: from.UnixNano(), To: to.UnixNano(), MaxBytes: s.opts.MaxBytes, Format: format}
+	if format == pcapio.FormatPcapng {
+		if req.Matches, ok = s.selections(aw, files, q.Get("filter"), flow); !ok {
+			return
+		}
+	} else if req.Match, ok = s.selection(aw, files, q.Get("filter"), flow); !ok {
 		return
 	}
 	h := aw.Header()
-	h.Set("Content-Type", contentType(pcapio.FormatPcap))
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="sonde_%s_%s.pcap"`, from.UTC().Format("20060102T150405.000000000Z"), to.UTC().Format("20060102T150405.000000000Z")))
+	h.Set("Content-Type", contentType(format))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="sonde_%s_%s%s"`, from.UTC().Format("20060102T150405.000000000Z"), to.UTC().Format("20060102T150405.000000000Z"), format.Ext()))
 	h.Set("Cache-Control", "no-store")
+	if node := s.node(); node != "" {
+		h.Set(NodeHeader, node)
+	}
 	h.Set("Trailer", "Sonde-Truncated, Sonde-Packets, Sonde-Missing-Files")
 	aw.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return
 	}
-	res, err := extract.Extract(r.Context(), aw, s.open, files, extract.Request{
-		From: from.UnixNano(), To: to.UnixNano(), Match: prog, MaxBytes: s.opts.MaxBytes,
-	})
+	res, err := extract.Extract(r.Context(), aw, s.open, files, req)
 	aw.fields = append(aw.fields, zap.Uint64("packets", res.Packets), zap.Int("files", res.Files), zap.Int("missing_files", res.Missing), zap.Bool("truncated", res.Truncated))
 	if err != nil {
 		aw.err = err
@@ -320,6 +339,22 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	h.Set("Sonde-Truncated", strconv.FormatBool(res.Truncated))
 	h.Set("Sonde-Packets", strconv.FormatUint(res.Packets, 10))
 	h.Set("Sonde-Missing-Files", strconv.Itoa(res.Missing))
+}
+
+// NodeHeader names the sensor that answered /api/v1/pcap, so a client of
+// many sensors (sonde fleet) can attribute a stream to its node.
+const NodeHeader = "Sonde-Node"
+
+// node is the sensor's name: Options.Node, or else the node its ring files
+// carry.
+func (s *Server) node() string {
+	if s.opts.Node != "" {
+		return s.opts.Node
+	}
+	for _, f := range s.store.Files() {
+		return f.Node
+	}
+	return ""
 }
 
 // SnapshotRequest is the body of POST /api/v1/snapshots.
@@ -565,4 +600,26 @@ func (s *Server) selection(w http.ResponseWriter, files []ring.FileInfo, filter 
 		return nil, false
 	}
 	return prog, true
+}
+
+// selections is selection for a pcapng window: the filter compiled for each
+// link type of the window's files, so interfaces of different link types
+// can be served together.
+func (s *Server) selections(w http.ResponseWriter, files []ring.FileInfo, filter string, flow *extract.Flow) (map[capture.LinkType]bpf.Program, bool) {
+	progs := map[capture.LinkType]bpf.Program{}
+	for _, f := range files {
+		if _, done := progs[f.LinkType]; done {
+			continue
+		}
+		prog, ok := s.selection(w, []ring.FileInfo{f}, filter, flow)
+		if !ok {
+			return nil, false
+		}
+		progs[f.LinkType] = prog
+	}
+	if s.open == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "no data directory")
+		return nil, false
+	}
+	return progs, true
 }
