@@ -2,9 +2,10 @@
 # CI for deploy/ (called from .ci/run, as root on a fresh Debian machine):
 # installs Docker, Compose, Prometheus and Helm from Debian and the Go module
 # proxy; builds the real Dockerfile offline against local stand-in base
-# images; runs the image and the compose sensor; lints and strictly decodes
-# the Helm chart and plain manifests; runs Prometheus against a live sensor
-# in a network namespace (queries and alerts). Network tests touch only
+# images, for amd64 and (cross-compiled, inspected, not run) arm64; runs the
+# amd64 image and the compose sensor; lints and strictly decodes the Helm
+# chart and plain manifests; runs Prometheus against a live sensor in a
+# network namespace (queries and alerts). Network tests touch only
 # loopback and namespaces made here; everything is cleaned up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ apt-get install -y -q --no-install-recommends docker.io docker-compose busybox-s
 
 dockerd_pid=""
 cleanup() {
-	docker image rm -f sonde:ci >/dev/null 2>&1 || true
+	[ -n "${arm64_job:-}" ] && kill "$arm64_job" 2>/dev/null || true
+	docker image rm -f sonde:ci sonde:ci-amd64 sonde:ci-cross sonde:ci-cross-arm64 >/dev/null 2>&1 || true
 	[ -n "$dockerd_pid" ] && kill "$dockerd_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -48,10 +50,39 @@ step "docker build (the real Dockerfile, stand-in bases)"
 make image IMAGE=sonde:ci PLATFORMS=linux/amd64 \
 	GO_IMAGE=sonde-standin/go:local RUNTIME_IMAGE=sonde-standin/static:local
 
+# The arm64 image: the same Dockerfile cross-compiled (GOARCH in the builder
+# stage, no RUN step in the runtime one, so no emulation), built in the
+# background while the amd64 image is run, and checked for what it is:
+# arm64 in its config, an aarch64 static ELF inside, under 25 MB.
+step "docker build linux/arm64 (background)"
+make image IMAGE=sonde:ci-cross PLATFORMS=linux/arm64 \
+	GO_IMAGE=sonde-standin/go:local RUNTIME_IMAGE=sonde-standin/static:arm64 \
+	>/tmp/sonde-ci-arm64.log 2>&1 &
+arm64_job=$!
+
 step "image run test"
 IMAGE=sonde:ci bash deploy/test/image.sh
 step "compose test"
 IMAGE=sonde:ci bash deploy/test/compose.sh
+
+step "arm64 image: architecture, ELF machine, size"
+wait "$arm64_job" || { tail -40 /tmp/sonde-ci-arm64.log; exit 1; }
+arm64_job=""
+arm64=sonde:ci-cross-arm64
+platform=$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$arm64")
+[ "$platform" = linux/arm64 ] || { echo "FAIL: $arm64 is $platform, want linux/arm64" >&2; exit 1; }
+cid=$(docker create --platform linux/arm64 "$arm64")
+docker cp "$cid:/sonde" /tmp/sonde-ci-arm64.bin
+docker rm "$cid" >/dev/null
+elf=$(file -b /tmp/sonde-ci-arm64.bin)
+rm -f /tmp/sonde-ci-arm64.bin
+case "$elf" in
+*"ELF 64-bit LSB executable, ARM aarch64"*"statically linked"*) ;;
+*) echo "FAIL: /sonde in $arm64: $elf" >&2; exit 1 ;;
+esac
+size=$(docker image inspect -f '{{.Size}}' "$arm64")
+[ "$size" -lt $((25 * 1000 * 1000)) ] || { echo "FAIL: $arm64 is $size bytes, want < 25 MB" >&2; exit 1; }
+echo "ok: $arm64: $platform, $size bytes; /sonde: $elf"
 
 if [ -n "$helm_job" ]; then
 	step "waiting for helm $HELM_VERSION to build"

@@ -12,6 +12,9 @@
 set -euo pipefail
 
 GOROOT_DIR="${GOROOT_DIR:-/usr/local/go}"
+# Debian's docker.io client (BuildKit built in), as deploy/test/lib.sh: a
+# newer client on PATH would want the buildx plugin for `docker build`.
+DOCKER="${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -36,13 +39,24 @@ nonroot:x:65532:
 G
 chown 65532:65532 "$rt/home/nonroot"
 tar -C "$rt" -cf "$work/runtime.tar" .
-docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+"$DOCKER" import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'USER 65532:65532' \
 	"$work/runtime.tar" sonde-standin/static:local >/dev/null
-docker import --platform linux/arm64 \
-	--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-	--change 'USER 65532:65532' \
-	"$work/runtime.tar" sonde-standin/static:arm64 >/dev/null
+# The arm64 runtime must say arm64 in its config, or BuildKit, building for
+# linux/arm64, passes over the local image and asks a registry for one.
+# docker import (20.10) records the daemon's own architecture whatever
+# --platform says, so this one is built: FROM scratch and one ADD, no RUN
+# step, so no emulation. ADD unpacks the tar keeping its owners (65532).
+cat > "$work/Dockerfile" <<'D'
+FROM scratch
+ADD runtime.tar /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+USER 65532:65532
+D
+DOCKER_BUILDKIT=1 "$DOCKER" build -q --platform linux/arm64 -t sonde-standin/static:arm64 \
+	-f "$work/Dockerfile" "$work" >/dev/null
+arch=$("$DOCKER" image inspect -f '{{.Os}}/{{.Architecture}}' sonde-standin/static:arm64)
+[ "$arch" = linux/arm64 ] || { echo "standin: sonde-standin/static:arm64 is $arch" >&2; exit 1; }
 
 # The builder: runtime files + busybox applets + the Go tree.
 gb="$work/go"
@@ -57,8 +71,8 @@ tar -C "$gb" -cf "$work/go.tar" .
 tar -C "$(dirname "$GOROOT_DIR")" -rf "$work/go.tar" --anchored \
 	--exclude "$(basename "$GOROOT_DIR")/test" --exclude "$(basename "$GOROOT_DIR")/doc" \
 	--transform "s,^$(basename "$GOROOT_DIR"),usr/local/go," "$(basename "$GOROOT_DIR")"
-docker import \
+"$DOCKER" import \
 	--change 'ENV PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'ENV GOPATH=/go' --change 'ENV HOME=/root' --change 'WORKDIR /go' \
 	"$work/go.tar" sonde-standin/go:local >/dev/null
-docker image ls 'sonde-standin/*'
+"$DOCKER" image ls 'sonde-standin/*'
