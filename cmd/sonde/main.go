@@ -54,6 +54,7 @@ const usage = `sonde: live network capture sensor
 
 Usage:
   sonde run [flags]           capture, roll pcap files, serve metrics and health
+  sonde fleet [flags]         serve the API of many sensors as one (merged windows, captures, reports)
   sonde config check [flags]  validate the configuration and print it; capture nothing
   sonde healthcheck [--ready]  ask a running sonde for its health (exit 0 when healthy)
   sonde version               print the version

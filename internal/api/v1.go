@@ -623,3 +623,40 @@ func (s *Server) selections(w http.ResponseWriter, files []ring.FileInfo, filter
 	}
 	return progs, true
 }
+
+// The pieces of /api/v1 that sonde fleet serves its own API with, so both
+// authenticate, parse windows and answer errors alike.
+
+// Authenticator checks a request's bearer token or verified client
+// certificate, as /api/v1 does.
+type Authenticator struct{ a *authenticator }
+
+// NewAuthenticator accepts tokens (see ReadTokenFile), or anyone when
+// disabled.
+func NewAuthenticator(tokens []string, disabled bool) *Authenticator {
+	return &Authenticator{newAuthenticator(tokens, disabled)}
+}
+
+// Who returns who made r, for the audit log ("token:FINGERPRINT",
+// "cert:CN", "anonymous"), and whether r is allowed.
+func (a *Authenticator) Who(r *http.Request) (string, bool) { return a.a.who(r) }
+
+// Unauthorized answers 401 with the RFC 6750 challenge.
+func Unauthorized(w http.ResponseWriter, r *http.Request) { unauthorized(w, r) }
+
+// WriteError answers status with the JSON error body {"error", "code"}.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeError(w, status, code, msg)
+}
+
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody = errorBody
+
+// ParseWindow reads the from and to parameters through get, answering the
+// 400 itself when they are missing, malformed or reversed.
+func ParseWindow(get func(string) string, w http.ResponseWriter) (from, to time.Time, ok bool) {
+	return window(get, w)
+}
