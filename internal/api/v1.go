@@ -123,6 +123,9 @@ func (s *Server) serveV1(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), whoKey{}, who))
+	if node := s.node(); node != "" {
+		w.Header().Set(NodeHeader, node)
+	}
 	rt.handle(w, r, arg)
 }
 
@@ -320,9 +323,6 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	h.Set("Content-Type", contentType(format))
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="sonde_%s_%s%s"`, from.UTC().Format("20060102T150405.000000000Z"), to.UTC().Format("20060102T150405.000000000Z"), format.Ext()))
 	h.Set("Cache-Control", "no-store")
-	if node := s.node(); node != "" {
-		h.Set(NodeHeader, node)
-	}
 	h.Set("Trailer", "Sonde-Truncated, Sonde-Packets, Sonde-Missing-Files")
 	aw.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
@@ -341,7 +341,7 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	h.Set("Sonde-Missing-Files", strconv.Itoa(res.Missing))
 }
 
-// NodeHeader names the sensor that answered /api/v1/pcap, so a client of
+// NodeHeader names the sensor that answered an /api/v1 request, so a client of
 // many sensors (sonde fleet) can attribute a stream to its node.
 const NodeHeader = "Sonde-Node"
 

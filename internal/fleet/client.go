@@ -171,6 +171,7 @@ func (c *Client) ask(ctx context.Context, m Member, method, pathQuery string) *r
 	}
 	rp.body = &idleBody{r: res.Body, ctx: mctx, d: idle,
 		timer: time.AfterFunc(idle, func() { cancel(&deadlineError{"no data", idle}) })}
+	rp.body.timer.Stop()
 	return rp
 }
 
@@ -195,7 +196,9 @@ func cause(ctx context.Context, err error) error {
 	return err
 }
 
-// idleBody cancels its request when a read waits longer than d.
+// idleBody cancels its request when a read waits longer than d. Only the
+// time inside Read counts: while the merge waits on another member, this
+// one is not idle.
 type idleBody struct {
 	r     io.Reader
 	ctx   context.Context
@@ -206,9 +209,8 @@ type idleBody struct {
 func (b *idleBody) Read(p []byte) (int, error) {
 	b.timer.Reset(b.d)
 	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.timer.Stop()
-	} else if err != nil {
+	b.timer.Stop()
+	if err != nil && err != io.EOF {
 		err = cause(b.ctx, err)
 	}
 	return n, err
