@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,6 +258,15 @@ func TestAnalyzeStatusesAndFlags(t *testing.T) {
 // is also run cut at two thirds of its length, mid-record as a rule, which
 // must fail that way after reporting what was read. SONDE_CORPUS_LIMIT=N
 // (or -short, 50) checks only the first N files.
+//
+// The children are a sonde binary built here without the race detector,
+// GOMAXPROCS of them at a time: a race-instrumented child costs over half
+// a second to start and analyse one small file, 1660 of them most of the
+// suite's time, and the detector finds nothing in separate single-file
+// processes that it would not find in a few. So a sample of files spread
+// over the corpus (whole and cut) still runs through this race-instrumented
+// test binary (TestAnalyzeChild), with the same checks and no data race
+// allowed.
 func TestAnalyzeCorpus(t *testing.T) {
 	dir := testcorpus.Dir(t)
 	files, err := filepath.Glob(filepath.Join(dir, "*"))
@@ -273,13 +285,19 @@ func TestAnalyzeCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const bound = 10 * time.Second
-	var ok, failed int
-	var slowest time.Duration
-	var slowestFile string
+	sonde := buildPlainSonde(t)
+	const (
+		bound      = 10 * time.Second
+		raceSample = 8 // files (each whole and cut) run by the race-instrumented test binary
+	)
 	cutDir := t.TempDir()
-	var all []string
-	for _, f := range files {
+	type run struct {
+		file string
+		race bool
+	}
+	var runs []run
+	stride := max(1, len(files)/raceSample)
+	for i, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -288,40 +306,106 @@ func TestAnalyzeCorpus(t *testing.T) {
 		if err := os.WriteFile(cut, data[:len(data)*2/3], 0o644); err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, f, cut)
+		race := sonde == "" || i%stride == 0
+		runs = append(runs, run{f, race}, run{cut, race})
 	}
-	for _, f := range all {
+
+	var (
+		mu                 sync.Mutex
+		ok, failed, inRace int
+		slowest            time.Duration
+		slowestFile        string
+	)
+	check := func(r run) {
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
-		cmd := exec.CommandContext(ctx, exe, "-test.run=^TestAnalyzeChild$")
-		cmd.Env = append(os.Environ(), "SONDE_ANALYZE_CHILD="+f)
+		defer cancel()
+		var cmd *exec.Cmd
+		if r.race {
+			cmd = exec.CommandContext(ctx, exe, "-test.run=^TestAnalyzeChild$")
+			cmd.Env = append(os.Environ(), "SONDE_ANALYZE_CHILD="+r.file)
+		} else {
+			cmd = exec.CommandContext(ctx, sonde, "analyze", "--format", "json", r.file)
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		start := time.Now()
 		err := cmd.Run()
 		took := time.Since(start)
 		timedOut := ctx.Err() == context.DeadlineExceeded
-		cancel()
-		if took > slowest {
-			slowest, slowestFile = took, filepath.Base(f)
-		}
-		name := filepath.Base(f)
+		name := filepath.Base(r.file)
 		errOut := stderr.String()
+		mu.Lock()
+		defer mu.Unlock()
+		if took > slowest {
+			slowest, slowestFile = took, name
+		}
+		if r.race {
+			inRace++
+		}
 		switch {
 		case timedOut:
 			t.Errorf("%s: no result within %v", name, bound)
 		case strings.Contains(errOut, "panic") || strings.Contains(stdout.String(), "panic:"):
 			t.Errorf("%s: panicked:\n%s", name, errOut)
+		case strings.Contains(errOut, "DATA RACE"):
+			t.Errorf("%s: data race:\n%s", name, errOut)
 		case err == nil:
 			ok++
 		default:
 			code := cmd.ProcessState.ExitCode()
-			if code != exitFailed || !strings.Contains(errOut, "sonde analyze: "+f+": ") {
+			if code != exitFailed || !strings.Contains(errOut, "sonde analyze: "+r.file+": ") {
 				t.Errorf("%s: exit %d, stderr %q: want 1 and a message naming the file", name, code, errOut)
 			}
 			failed++
 		}
 	}
-	t.Logf("%d files (%d corpus files, whole and cut): %d analysed, %d refused with a message naming the file; slowest %v (%s)", len(all), len(files), ok, failed, slowest, slowestFile)
+	work := make(chan run)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for r := range work {
+				check(r)
+			}
+		})
+	}
+	for _, r := range runs {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	t.Logf("%d files (%d corpus files, whole and cut; %d of them by the race-instrumented test binary): %d analysed, %d refused with a message naming the file; slowest %v (%s)",
+		len(runs), len(files), inRace, ok, failed, slowest, slowestFile)
+}
+
+// buildPlainSonde builds this package, with the test binary's build tags
+// but without the race detector, into a temporary directory, and returns
+// the binary's path; "" when no go command is found (the caller then runs
+// every child through the test binary).
+func buildPlainSonde(t *testing.T) string {
+	t.Helper()
+	// go test puts its own go command first on the test's PATH.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Logf("no go command (%v): every corpus child runs race-instrumented", err)
+		return ""
+	}
+	var tags string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-tags" {
+				tags = s.Value
+			}
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "sonde")
+	// -race=false overrides a -race in GOFLAGS.
+	cmd := exec.Command(goTool, "build", "-race=false", "-tags="+tags, "-o", bin, ".")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Logf("built %s without the race detector in %v", bin, time.Since(start).Round(time.Millisecond))
+	return bin
 }
 
 // TestAnalyzeChild is TestAnalyzeCorpus's child: it analyses one file and
