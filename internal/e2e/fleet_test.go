@@ -101,7 +101,7 @@ func TestFleet(t *testing.T) {
 		// One worker: a member's packets are then in the order sent.
 		m.d = startDaemon(t, m.pair.B.NS, t.TempDir(), "--interface", m.pair.B.Iface, "--workers", "1",
 			"--listen", ":"+memberPort, "--node-name", m.node, "--file-max-duration", "1s", "--api-token-file", tokens)
-		m.frames = m.pair.Flow(uint32(100+i)).Frames(netnstest.MixedSizes(600+200*i, uint64(i)))
+		m.frames = m.pair.Flow(uint32(100 + i)).Frames(netnstest.MixedSizes(600+200*i, uint64(i)))
 	}
 	// The three send at once, so their packets interleave in time.
 	errs := make(chan error, len(members))
