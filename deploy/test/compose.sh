@@ -12,9 +12,15 @@ trap cleanup EXIT
 
 docker-compose config -q
 docker-compose --profile monitoring config -q
+docker-compose --profile fleet config -q
+# docker-compose 1.x lists the services of every profile here, 2.x only
+# the active ones: fleet may or may not be listed.
 services=$(docker-compose --profile monitoring config --services | sort | tr '\n' ' ')
-[ "$services" = "alertmanager grafana prometheus sensor " ] || fail "services: $services"
-pass "docker-compose config (default and monitoring profile)"
+[ "${services/fleet /}" = "alertmanager grafana prometheus sensor " ] || fail "services: $services"
+fleet=$(docker-compose --profile fleet config)
+grep -q 'SONDE_FLEET_MEMBERS: 127.0.0.1:9750' <<<"$fleet" && grep -q "user: '\?65532:65532" <<<"$fleet" \
+	|| fail "compose fleet service: members or user not as documented"
+pass "docker-compose config (default, monitoring and fleet profiles)"
 
 cleanup
 docker-compose up -d --no-build sensor

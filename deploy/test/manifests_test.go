@@ -12,6 +12,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -38,6 +39,14 @@ func decodeStrict(doc []byte) (any, error) {
 		obj = &corev1.Secret{}
 	case "apps/v1 DaemonSet":
 		obj = &appsv1.DaemonSet{}
+	case "apps/v1 Deployment":
+		obj = &appsv1.Deployment{}
+	case "v1 ServiceAccount":
+		obj = &corev1.ServiceAccount{}
+	case "rbac.authorization.k8s.io/v1 Role":
+		obj = &rbacv1.Role{}
+	case "rbac.authorization.k8s.io/v1 RoleBinding":
+		obj = &rbacv1.RoleBinding{}
 	case "scheduling.k8s.io/v1 PriorityClass":
 		obj = &schedulingv1.PriorityClass{}
 	case "monitoring.coreos.com/v1 ServiceMonitor":
