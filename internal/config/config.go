@@ -22,6 +22,7 @@ import (
 	"github.com/sonde-project/sonde/analysis/anomaly"
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/offload"
 	"github.com/sonde-project/sonde/internal/privilege"
 )
 
@@ -115,6 +116,27 @@ type Config struct {
 	ReportWorkers   int `yaml:"report_workers"`
 	ReportTTLHours  int `yaml:"report_ttl_hours"`
 
+	// Object storage (S3, MinIO): off while S3Endpoint is empty. The
+	// credentials are never settings: they come from AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (Load's environment), or
+	// from the files named by S3AccessKeyFile and S3SecretKeyFile, which main
+	// reads.
+	S3Endpoint      string `yaml:"s3_endpoint"`
+	S3Insecure      bool   `yaml:"s3_insecure"`
+	S3Bucket        string `yaml:"s3_bucket"`
+	S3Prefix        string `yaml:"s3_prefix"`
+	S3Region        string `yaml:"s3_region"`
+	S3CAFile        string `yaml:"s3_ca_file"`
+	S3PathStyle     bool   `yaml:"s3_path_style"`
+	S3Compress      string `yaml:"s3_compress"`
+	S3UploadWorkers int    `yaml:"s3_upload_workers"`
+	S3AccessKeyFile string `yaml:"s3_access_key_file"`
+	S3SecretKeyFile string `yaml:"s3_secret_key_file"`
+	// Credentials from the environment; never printed.
+	S3AccessKey    Secret `yaml:"-"`
+	S3SecretKey    Secret `yaml:"-"`
+	S3SessionToken Secret `yaml:"-"`
+
 	// ConfigFile is the YAML file the configuration was read from, if any.
 	ConfigFile string `yaml:"-"`
 
@@ -167,8 +189,21 @@ func Default() *Config {
 		MaxQueueSize:        8,
 		ReportWorkers:       1,
 		ReportTTLHours:      24,
+		S3PathStyle:         true,
+		S3Compress:          "none",
+		S3UploadWorkers:     2,
 	}
 }
+
+// Secret is a credential: it prints as "REDACTED", so that no log line or
+// error can carry it by accident.
+type Secret string
+
+func (Secret) String() string   { return "REDACTED" }
+func (Secret) GoString() string { return "REDACTED" }
+
+// Offload reports whether object storage is configured.
+func (c *Config) Offload() bool { return c.S3Endpoint != "" }
 
 // WorkerCount is the number of capture workers per interface: Workers, or the
 // number of CPUs when Workers is 0.
@@ -401,6 +436,8 @@ func (c *Config) Validate() error {
 		bad("report-ttl-hours", c.ReportTTLHours, "want 1 to 8760 (a year)")
 	}
 
+	c.validateS3(bad, &errs)
+
 	if !oneOf(c.LogLevel, LogLevels) {
 		bad("log-level", c.LogLevel, "want debug, info, warn or error")
 	}
@@ -442,4 +479,57 @@ func checkListen(addr string) error {
 		return errors.New(want)
 	}
 	return nil
+}
+
+// validateS3 checks the object storage settings.
+func (c *Config) validateS3(bad func(string, any, string), errs *[]error) {
+	if !c.Offload() {
+		for flag, set := range map[string]bool{"s3-bucket": c.S3Bucket != "", "s3-prefix": c.S3Prefix != "", "s3-ca-file": c.S3CAFile != "",
+			"s3-access-key-file": c.S3AccessKeyFile != "", "s3-secret-key-file": c.S3SecretKeyFile != ""} {
+			if set {
+				*errs = append(*errs, fmt.Errorf("invalid --%s (%s): needs --s3-endpoint (object storage is off without it)", flag, c.Source(flag)))
+			}
+		}
+		return
+	}
+	_, secure, err := offload.ParseEndpoint(c.S3Endpoint, c.S3Insecure)
+	if err != nil {
+		bad("s3-endpoint", c.S3Endpoint, "want host:port (TLS), https://host[:port] or http://host[:port]: "+err.Error())
+	}
+	if !validBucket(c.S3Bucket) {
+		bad("s3-bucket", c.S3Bucket, "want a bucket name of 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit")
+	}
+	if strings.Contains(c.S3Prefix, "//") || strings.ContainsAny(c.S3Prefix, "\\\x00") || len(c.S3Prefix) > 512 {
+		bad("s3-prefix", c.S3Prefix, "want a key prefix such as captures or team/sonde, without '//' or backslashes, up to 512 characters")
+	}
+	if c.S3CAFile != "" && err == nil && !secure {
+		bad("s3-ca-file", c.S3CAFile, "needs a TLS endpoint: this one is plain HTTP (http:// or --s3-insecure)")
+	}
+	if c.S3Compress = strings.ToLower(c.S3Compress); c.S3Compress != "none" && c.S3Compress != "zstd" {
+		bad("s3-compress", c.S3Compress, "want none or zstd")
+	}
+	if c.S3UploadWorkers < 1 || c.S3UploadWorkers > 64 {
+		bad("s3-upload-workers", c.S3UploadWorkers, "want 1 to 64")
+	}
+	if (c.S3AccessKeyFile == "") != (c.S3SecretKeyFile == "") {
+		*errs = append(*errs, fmt.Errorf("invalid --s3-access-key-file %q with --s3-secret-key-file %q: want both set, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+			c.S3AccessKeyFile, c.S3SecretKeyFile))
+	} else if c.S3AccessKeyFile == "" && (c.S3AccessKey == "" || c.S3SecretKey == "") {
+		*errs = append(*errs, fmt.Errorf("invalid --s3-endpoint %q (%s): no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or --s3-access-key-file and --s3-secret-key-file",
+			c.S3Endpoint, c.Source("s3-endpoint")))
+	}
+}
+
+// validBucket follows S3's bucket naming rules (the common subset).
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || strings.Contains(b, "..") {
+		return false
+	}
+	for i, r := range b {
+		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || i == len(b)-1 || (r != '.' && r != '-')) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -308,6 +309,9 @@ func TestGoodFiles(t *testing.T) {
 		Analysis: false, Window: 30 * time.Second, MaxFlows: 100000, Anomaly: "port_scan_targets=50; internal_nets=10.0.0.0/8,198.18.0.0/15", MetricsTopTalkers: 10,
 		MaxUploadSizeMB: 20, MaxQueueSize: 4, ReportWorkers: 2, ReportTTLHours: 72,
 		SnapshotTTL: 12 * time.Hour,
+		S3Endpoint:  "https://minio.storage.svc:9000", S3Bucket: "sonde-captures", S3Prefix: "prod/sonde", S3Region: "eu-west-1",
+		S3CAFile: "/etc/sonde/minio-ca.crt", S3PathStyle: true, S3Compress: "zstd", S3UploadWorkers: 4,
+		S3AccessKeyFile: "/etc/sonde/s3/access", S3SecretKeyFile: "/etc/sonde/s3/secret",
 	}
 	if !reflect.DeepEqual(settingsOf(c), *want) || c.ConfigFile != "testdata/good/full.yaml" {
 		t.Errorf("full.yaml:\n got %+v\nwant %+v", c, want)
@@ -449,4 +453,30 @@ func FuzzLoadYAML(f *testing.F) {
 			t.Fatalf("round trip differs:\n got %+v\nwant %+v\n%s", back, c, out)
 		}
 	})
+}
+
+// TestS3Credentials: the keys come from the environment only and are never
+// printed, by config check or by formatting the configuration.
+func TestS3Credentials(t *testing.T) {
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSONDETEST", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-x", "SONDE_S3_BUCKET": "sonde"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	c, err := Load([]string{"--interface", "eth0", "--s3-endpoint", "http://127.0.0.1:9000"}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3AccessKey != "AKIDSONDETEST" || c.S3SecretKey != "s3cr3t-value-x" || !c.Offload() {
+		t.Fatalf("credentials not read from the environment: offload %v", c.Offload())
+	}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{string(out), fmt.Sprintf("%v %+v %#v", c, c, c)} {
+		if strings.Contains(s, "AKIDSONDETEST") || strings.Contains(s, "s3cr3t") {
+			t.Fatalf("a credential is printed: %s", s)
+		}
+	}
+	if _, err := Load([]string{"--s3-secret-key", "x"}, nil); err == nil {
+		t.Fatal("--s3-secret-key accepted: secrets must never be flags")
+	}
 }

@@ -79,6 +79,17 @@ var settings = []setting{
 	{"max-queue-size", []string{"SONDE_MAX_QUEUE_SIZE", "MAX_QUEUE_SIZE"}, "max_queue_size", "reports queued, uploading or running at once; past it /api/v1/reports answers 429", func(c *Config) any { return &c.MaxQueueSize }},
 	{"report-workers", []string{"SONDE_REPORT_WORKERS", "REPORT_WORKERS"}, "report_workers", "reports analysed at once", func(c *Config) any { return &c.ReportWorkers }},
 	{"report-ttl-hours", []string{"SONDE_REPORT_TTL_HOURS", "REPORT_TTL_HOURS"}, "report_ttl_hours", "hours a finished report is kept under DATA_DIR/reports", func(c *Config) any { return &c.ReportTTLHours }},
+	{"s3-endpoint", []string{"SONDE_S3_ENDPOINT"}, "s3_endpoint", "object storage to copy every published file to: host:port (TLS), https://host[:port] or http://host[:port] (default: none, offload off)", func(c *Config) any { return &c.S3Endpoint }},
+	{"s3-insecure", []string{"SONDE_S3_INSECURE"}, "s3_insecure", "plain HTTP to a host:port --s3-endpoint", func(c *Config) any { return &c.S3Insecure }},
+	{"s3-bucket", []string{"SONDE_S3_BUCKET"}, "s3_bucket", "bucket of the uploads (it must exist)", func(c *Config) any { return &c.S3Bucket }},
+	{"s3-prefix", []string{"SONDE_S3_PREFIX"}, "s3_prefix", "key prefix: objects are PREFIX/NODE/INTERFACE/YYYY/MM/DD/FILE", func(c *Config) any { return &c.S3Prefix }},
+	{"s3-region", []string{"SONDE_S3_REGION", "AWS_REGION"}, "s3_region", "region of the bucket (default: none, as MinIO)", func(c *Config) any { return &c.S3Region }},
+	{"s3-ca-file", []string{"SONDE_S3_CA_FILE"}, "s3_ca_file", "PEM CA certificates to trust for the endpoint's TLS (default: the system's)", func(c *Config) any { return &c.S3CAFile }},
+	{"s3-path-style", []string{"SONDE_S3_PATH_STYLE"}, "s3_path_style", "path-style bucket addressing, as MinIO needs (false: virtual-hosted, bucket.host)", func(c *Config) any { return &c.S3PathStyle }},
+	{"s3-compress", []string{"SONDE_S3_COMPRESS"}, "s3_compress", "compress capture files before upload: none or zstd", func(c *Config) any { return &c.S3Compress }},
+	{"s3-upload-workers", []string{"SONDE_S3_UPLOAD_WORKERS"}, "s3_upload_workers", "uploads at once (1-64)", func(c *Config) any { return &c.S3UploadWorkers }},
+	{"s3-access-key-file", []string{"SONDE_S3_ACCESS_KEY_FILE"}, "s3_access_key_file", "file holding the access key (default: AWS_ACCESS_KEY_ID)", func(c *Config) any { return &c.S3AccessKeyFile }},
+	{"s3-secret-key-file", []string{"SONDE_S3_SECRET_KEY_FILE"}, "s3_secret_key_file", "file holding the secret key (default: AWS_SECRET_ACCESS_KEY)", func(c *Config) any { return &c.S3SecretKeyFile }},
 }
 
 const (
@@ -206,6 +217,16 @@ func Load(args []string, env func(string) (string, bool)) (*Config, error) {
 		}
 	}
 	c.normalize()
+	// Object storage credentials come only from the environment (or files
+	// main reads): never flags, never the YAML file.
+	for _, v := range []struct {
+		dst  *Secret
+		name string
+	}{{&c.S3AccessKey, "AWS_ACCESS_KEY_ID"}, {&c.S3SecretKey, "AWS_SECRET_ACCESS_KEY"}, {&c.S3SessionToken, "AWS_SESSION_TOKEN"}} {
+		if s, ok := env(v.name); ok {
+			*v.dst = Secret(strings.TrimSpace(s))
+		}
+	}
 	// A value that failed to parse kept its previous one, so Validate does
 	// not report it twice; together they list every problem at once.
 	if err := errors.Join(append(errs, c.Validate())...); err != nil {
