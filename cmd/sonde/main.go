@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +29,9 @@ import (
 	"github.com/sonde-project/sonde/exporter"
 	"github.com/sonde-project/sonde/internal/api"
 	"github.com/sonde-project/sonde/internal/config"
+	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/logging"
+	"github.com/sonde-project/sonde/internal/offload"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/privilege"
 	"github.com/sonde-project/sonde/internal/report"
@@ -139,7 +142,49 @@ func configCheck(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "# configuration is valid\n%s", out)
+	if cfg.Offload() {
+		src := "environment AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
+		if cfg.S3AccessKeyFile != "" {
+			src = "files " + cfg.S3AccessKeyFile + ", " + cfg.S3SecretKeyFile
+		}
+		fmt.Fprintf(stdout, "# s3 credentials: from %s (REDACTED)\n", src)
+	}
 	return exitOK
+}
+
+// offloadConfig is the object storage configuration, with the credentials
+// read from their files (while still privileged: they are typically
+// readable by root only) or taken from the environment.
+func offloadConfig(cfg *config.Config) (offload.Config, error) {
+	oc := offload.Config{
+		Endpoint: cfg.S3Endpoint, Insecure: cfg.S3Insecure, Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, Region: cfg.S3Region,
+		PathStyle: cfg.S3PathStyle, CAFile: cfg.S3CAFile, Compress: cfg.S3Compress, Workers: cfg.S3UploadWorkers,
+		Node: cfg.NodeName, DataDir: cfg.DataDir, ReportsDir: filepath.Join(cfg.DataDir, "reports"),
+		AccessKey: string(cfg.S3AccessKey), SecretKey: string(cfg.S3SecretKey), SessionToken: string(cfg.S3SessionToken),
+	}
+	if cfg.S3AccessKeyFile != "" {
+		for _, f := range []struct {
+			dst        *string
+			path, flag string
+		}{{&oc.AccessKey, cfg.S3AccessKeyFile, "s3-access-key-file"}, {&oc.SecretKey, cfg.S3SecretKeyFile, "s3-secret-key-file"}} {
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				return oc, usageError{fmt.Errorf("invalid --%s %q: %w", f.flag, f.path, err)}
+			}
+			if *f.dst = strings.TrimSpace(string(b)); *f.dst == "" {
+				return oc, usageError{fmt.Errorf("invalid --%s %q: the file is empty", f.flag, f.path)}
+			}
+		}
+		oc.SessionToken = ""
+	}
+	if cfg.S3CAFile != "" {
+		// Read now, as root; the client reads it again at New, so check here
+		// that it is readable and holds a certificate.
+		if _, err := os.ReadFile(cfg.S3CAFile); err != nil {
+			return oc, usageError{fmt.Errorf("invalid --s3-ca-file %q: %w", cfg.S3CAFile, err)}
+		}
+	}
+	return oc, nil
 }
 
 func ringConfig(cfg *config.Config) ring.Config {
@@ -304,6 +349,12 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	var ocfg offload.Config
+	if cfg.Offload() {
+		if ocfg, err = offloadConfig(cfg); err != nil {
+			return err
+		}
+	}
 	if cfg.User != "" {
 		uid, gid, err := privilege.ParseUser(cfg.User)
 		if err != nil {
@@ -319,6 +370,15 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 			return fmt.Errorf("drop privileges: %w", err)
 		}
 		log.Info("dropped privileges: running without capabilities", zap.Int("uid", uid), zap.Int("gid", gid))
+	}
+	// The offloader exists before the ring opens: the ring's first
+	// retention pass already asks it what is uploaded.
+	var off *offload.Offloader
+	if cfg.Offload() {
+		if off, err = offload.New(ocfg, log, nil); err != nil {
+			return fmt.Errorf("object storage: %w", err)
+		}
+		rcfg.Offload = off
 	}
 	rg, err := ring.Open(rcfg, log.With(zap.String("component", "ring")))
 	if err != nil {
@@ -356,9 +416,24 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 			return fmt.Errorf("register prefilter metrics: %w", err)
 		}
 	}
+	if off != nil {
+		if err := reg.Register(off.Collector()); err != nil {
+			return fmt.Errorf("register offload metrics: %w", err)
+		}
+	}
 	apiOpts.Filter = api.FilterHealth{Mode: mode.Mode, Expression: cfg.Filter, Note: mode.Note}
 	apiOpts.Listen, apiOpts.Listener, apiOpts.Version, apiOpts.DataDir, apiOpts.MinFreePercent = cfg.Listen, ln, build.Version, cfg.DataDir, cfg.MinFreePercent
 	apiOpts.Store = rg
+	if off != nil {
+		// Windows and reports read what local retention deleted from the
+		// store: listed from the catalog, opened locally or else remotely.
+		root, err := os.OpenRoot(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("open the data directory: %w", err)
+		}
+		defer root.Close()
+		apiOpts.Store, apiOpts.Opener = off.Store(rg), off.Opener(extract.Dir(root))
+	}
 	// Reports live beside the ring, created after the privilege drop.
 	rq, err := report.New(report.Config{
 		Dir: filepath.Join(cfg.DataDir, "reports"), MaxQueue: cfg.MaxQueueSize, Workers: cfg.ReportWorkers,
@@ -393,6 +468,9 @@ func daemon(args []string, cfg *config.Config, log *zap.Logger) error {
 	g.Go(func() error { return rg.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return rq.Run(gctx) })
+	if off != nil {
+		g.Go(func() error { return off.Run(gctx, rg) })
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -82,3 +82,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.catalogObjects, prometheus.GaugeValue, float64(objs))
 	ch <- prometheus.MustNewConstMetric(m.catalogBytes, prometheus.GaugeValue, float64(stored))
 }
+
+// Collector returns the offload metrics, for a registry New was not given.
+func (o *Offloader) Collector() prometheus.Collector { return o.m }

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/sonde-project/sonde/internal/netnstest"
+)
+
+// minioBinary finds the MinIO server .ci/run builds from its Go module.
+func minioBinary(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		home, _ := os.UserHomeDir()
+		gopath = filepath.Join(home, "go")
+	}
+	if p := filepath.Join(gopath, "bin", "minio"); fileExists(p) {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("minio not found on PATH or in GOPATH/bin: .ci/run installs it")
+	}
+	t.Skip("minio not found on PATH or in GOPATH/bin (go install github.com/minio/minio@...)")
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// startMinioIn runs MinIO on the loopback of namespace ns (where the
+// daemon runs) with a generated key, and creates bucket.
+func startMinioIn(t *testing.T, ns, bucket string) (addr, user, pass string) {
+	t.Helper()
+	bin := minioBinary(t)
+	addr, user = "127.0.0.1:9000", "sonde"+hex.EncodeToString(randBytes(4))
+	pass = hex.EncodeToString(randBytes(16))
+	cmd := netnstest.Command(ns, bin, "server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:9001", t.TempDir())
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+user, "MINIO_ROOT_PASSWORD="+pass, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	})
+	hc := netnstest.HTTPClient(ns)
+	waitUntil(t, 60*time.Second, "minio live", func() bool {
+		res, err := hc.Get("http://" + addr + "/minio/health/live")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(user, pass, ""), Transport: hc.Transport, BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("creating bucket: %v\n%s", err, out.String())
+	}
+	return addr, user, pass
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// TestOffloadWindowFromStore: the daemon captures real traffic into one-second
+// files and uploads each to MinIO; restarted with a ring that keeps only two
+// files, it deletes the older (uploaded) ones, and /api/v1/pcap of the whole
+// window still returns, byte for byte, what it returned when every file was
+// on local disk: the evicted part is read back from the store.
+func TestOffloadWindowFromStore(t *testing.T) {
+	p := netnstest.New(t)
+	addr, user, pass := startMinioIn(t, p.B.NS, "sonde")
+	t.Setenv("AWS_ACCESS_KEY_ID", user)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", pass)
+	dir := t.TempDir()
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte(apiToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--interface", p.B.Iface, "--workers", "1", "--file-max-duration", "1s", "--analysis=false",
+		"--api-token-file", tokens, "--s3-endpoint", "http://" + addr, "--s3-bucket", "sonde", "--s3-prefix", "e2e", "--s3-compress", "zstd"}
+	d := startDaemon(t, p.B.NS, dir, flags...)
+	s := sender(t, p)
+
+	// Five bursts about a second apart: five or more files.
+	sent := 0
+	for i := range 5 {
+		frames := p.Flow(uint32(i + 1)).Frames(netnstest.MixedSizes(400, uint64(i)))
+		if err := s.SendPaced(frames, chunk, pause); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(frames)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	d.waitCaptured(float64(sent), p.B.Iface)
+	var files []indexEntry
+	waitUntil(t, 60*time.Second, "every file published and uploaded", func() bool {
+		m := d.metrics()
+		files = readIndex(t, dir)
+		return len(partFiles(t, dir)) == 0 && m.sum("sonde_offload_queue_files") == 0 &&
+			m.sum("sonde_offload_uploads_total", `kind="file"`) == float64(len(files))
+	})
+	if len(files) < 5 {
+		t.Fatalf("%d files, want at least 5 (one per burst)", len(files))
+	}
+	ns := func(raw []byte) int64 {
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			t.Fatalf("index time %q: %v", raw, err)
+		}
+		return n
+	}
+	from, to := ns(files[0].First), ns(files[0].Last)
+	for _, f := range files {
+		from, to = min(from, ns(f.First)), max(to, ns(f.Last))
+	}
+	query := "/api/v1/pcap?from=" + epoch(from) + "&to=" + epoch(to+1)
+	res, before := d.call("GET", query, "", false)
+	if res.StatusCode != 200 {
+		t.Fatalf("window while local: %d %s", res.StatusCode, before)
+	}
+	if n := len(records(t, before)); n != sent {
+		t.Fatalf("window holds %d packets, want the %d sent", n, sent)
+	}
+	d.stop()
+
+	// Restarted with room for two files: the older ones go, as they are
+	// uploaded (none is lost).
+	d = startDaemon(t, p.B.NS, dir, append(flags, "--ring-max-files", "2")...)
+	if n := len(readIndex(t, dir)); n != 2 {
+		t.Fatalf("%d files on local disk after the restart, want 2", n)
+	}
+	res, after := d.call("GET", query, "", false)
+	if res.StatusCode != 200 {
+		t.Fatalf("window across local and remote files: %d %s", res.StatusCode, after)
+	}
+	if !bytes.Equal(after, before) {
+		t.Fatalf("window read partly from the store differs from the all-local one: %d vs %d bytes, %d vs %d packets",
+			len(after), len(before), len(records(t, after)), len(records(t, before)))
+	}
+	m := d.metrics()
+	if got := m.sum("sonde_offload_remote_reads_total"); got != float64(len(files)-2) {
+		t.Errorf("remote reads %v, want %d (the evicted files)", got, len(files)-2)
+	}
+	if lost := m.sum("sonde_offload_lost_files_total"); lost != 0 {
+		t.Errorf("lost files %v, want 0", lost)
+	}
+	if strings.Contains(d.output(), pass) {
+		t.Error("the secret key appears in the daemon's log")
+	}
+	d.stop()
+}
