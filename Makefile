@@ -34,10 +34,13 @@ build-libpcap:
 
 # Micro-benchmarks, then the live comparison with tcpdump (root, trafgen).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v -e '/capture$$' -e '/internal/fleet$$')
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list $(PKGS) | grep -v -e '/capture$$' -e '/internal/fleet$$' -e '/internal/offload$$')
 	# Fleet merge pinned to one core (issue #8: at least 500 MB/s merged),
 	# and mergecap merging the same streams, in the same run.
 	$$(command -v taskset >/dev/null && echo taskset -c 0) $(GO) test -run '^$$' -bench 'Merge' -cpu 1 -benchmem ./internal/fleet
+	# Upload of a 64 MiB ring file to a local MinIO (built by .ci/run), plain
+	# and zstd, with minio-go's own PutObject of the same bytes in the same run.
+	$(GO) test -run '^$$' -bench Upload -benchtime 5x -count 2 ./internal/offload
 	$(GO) test -run '^$$' -bench WalkBlock -benchmem ./capture
 	$(GO) test -run '^$$' -bench RingRead -benchtime 1000000x -benchmem ./capture
 	$(GO) run ./internal/livebench $(BENCH_ARGS)

@@ -168,24 +168,25 @@ func (c *countingHash) Write(p []byte) (int, error) {
 // digestFile reads f once, hashing it and, when compress is set, its zstd
 // stream.
 func digestFile(f *os.File, compress bool) (digest, error) {
-	raw := sha256.New()
 	stored := &countingHash{Hash: sha256.New()}
-	var w io.Writer = io.MultiWriter(raw, stored)
-	var enc *zstd.Encoder
-	if compress {
-		var err error
-		if enc, err = newEncoder(stored); err != nil {
-			return digest{}, err
+	if !compress {
+		// Stored bytes are the file's: one hash serves both.
+		if _, err := io.Copy(stored, f); err != nil {
+			return digest{}, localError{fmt.Errorf("reading %s: %w", f.Name(), err)}
 		}
-		w = io.MultiWriter(raw, enc)
+		sum := stored.Sum(nil)
+		return digest{size: stored.n, sha: sum, raw: sum}, nil
 	}
-	if _, err := io.Copy(w, f); err != nil {
+	raw := sha256.New()
+	enc, err := newEncoder(stored)
+	if err != nil {
+		return digest{}, err
+	}
+	if _, err := io.Copy(io.MultiWriter(raw, enc), f); err != nil {
 		return digest{}, localError{fmt.Errorf("reading %s: %w", f.Name(), err)}
 	}
-	if enc != nil {
-		if err := enc.Close(); err != nil {
-			return digest{}, err
-		}
+	if err := enc.Close(); err != nil {
+		return digest{}, err
 	}
 	return digest{size: stored.n, sha: stored.Sum(nil), raw: raw.Sum(nil)}, nil
 }
