@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -285,6 +284,9 @@ func TestOffload(t *testing.T) {
 			if n := counter(t, e.reg, "sonde_offload_uploads_total", "kind", "file"); n != 6 {
 				t.Fatalf("uploads_total %v, want 6", n)
 			}
+			if problems, err := testutil.CollectAndLint(e.o.Collector()); err != nil || len(problems) > 0 {
+				t.Fatalf("metrics lint: %v %+v", err, problems)
+			}
 			// Keys sort by node, interface and time, across midnight.
 			keys := make([]string, len(files))
 			for i, fi := range files {
@@ -536,7 +538,6 @@ func TestStoreOutage(t *testing.T) {
 	if n := counter(t, e.reg, "sonde_offload_lost_files_total"); n != 0 {
 		t.Fatalf("lost %v files, want 0", n)
 	}
-	_ = testutil.ToFloat64
 }
 
 func TestBackoff(t *testing.T) {
@@ -582,7 +583,6 @@ func TestCatalogTornLine(t *testing.T) {
 	if _, _, err := openCatalog(dir); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("damaged catalog: %v, want an error naming line 1", err)
 	}
-	_ = errors.New
 }
 
 func TestParseEndpoint(t *testing.T) {
