@@ -3,10 +3,17 @@ package offload
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +53,7 @@ func minioBinary() string {
 type minioServer struct {
 	bin, dir, addr, console string
 	user, pass              string
+	certs                   string // --certs-dir: TLS when set
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
 }
@@ -77,7 +85,14 @@ func startMinio(t testing.TB, bucket string) *minioServer {
 		}
 		t.Skip("minio not found on PATH or in GOPATH/bin (go install github.com/minio/minio@...)")
 	}
-	m := &minioServer{bin: bin, dir: t.TempDir(), addr: freePort(t), console: freePort(t), user: "sonde" + randHex(4), pass: randHex(16)}
+	return startMinioTLS(t, bin, bucket, "")
+}
+
+// startMinioTLS starts MinIO serving TLS with the key pair in certs
+// (public.crt, private.key), or plain HTTP when certs is empty.
+func startMinioTLS(t testing.TB, bin, bucket, certs string) *minioServer {
+	t.Helper()
+	m := &minioServer{bin: bin, dir: t.TempDir(), addr: freePort(t), console: freePort(t), user: "sonde" + randHex(4), pass: randHex(16), certs: certs}
 	m.start(t)
 	t.Cleanup(m.stop)
 	c := m.client(t)
@@ -91,7 +106,11 @@ func startMinio(t testing.TB, bucket string) *minioServer {
 
 func (m *minioServer) start(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command(m.bin, "server", "--quiet", "--address", m.addr, "--console-address", m.console, m.dir)
+	args := []string{"server", "--quiet", "--address", m.addr, "--console-address", m.console}
+	if m.certs != "" {
+		args = append(args, "--certs-dir", m.certs)
+	}
+	cmd := exec.Command(m.bin, append(args, m.dir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.user, "MINIO_ROOT_PASSWORD="+m.pass, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
@@ -103,7 +122,7 @@ func (m *minioServer) start(t testing.TB) {
 	go func() { cmd.Wait(); close(m.exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + m.addr + "/minio/health/live")
+		resp, err := m.httpClient().Get(m.url() + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -133,9 +152,29 @@ func (m *minioServer) stop() {
 	m.cmd = nil
 }
 
+func (m *minioServer) url() string {
+	if m.certs != "" {
+		return "https://" + m.addr
+	}
+	return "http://" + m.addr
+}
+
+// httpClient trusts the test CA when MinIO serves TLS.
+func (m *minioServer) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if m.certs != "" {
+		pool := x509.NewCertPool()
+		pem, _ := os.ReadFile(filepath.Join(m.certs, "public.crt"))
+		pool.AppendCertsFromPEM(pem)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
 func (m *minioServer) client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(m.addr, &minio.Options{Creds: credentials.NewStaticV4(m.user, m.pass, ""), BucketLookup: minio.BucketLookupPath})
+	c, err := minio.New(m.addr, &minio.Options{Creds: credentials.NewStaticV4(m.user, m.pass, ""), BucketLookup: minio.BucketLookupPath,
+		Secure: m.certs != "", Transport: m.httpClient().Transport})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,3 +319,32 @@ func testTransport() *http.Transport {
 }
 
 var _ = fmt.Sprintf
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 as MinIO's
+// certs dir (public.crt, private.key) and returns the dir; public.crt is
+// also the CA file a client must be given.
+func selfSigned(t testing.TB) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sonde test minio"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "public.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "private.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	return dir
+}

@@ -48,8 +48,12 @@ type env struct {
 
 func newEnv(t *testing.T, m *minioServer, p *proxy, dir string, mod func(*Config), rc ring.Config, log *zap.Logger) *env {
 	t.Helper()
+	endpoint := ""
+	if p != nil {
+		endpoint = "http://" + p.addr()
+	}
 	cfg := Config{
-		Endpoint: "http://" + p.addr(), Bucket: bucket, Prefix: "captures", PathStyle: true,
+		Endpoint: endpoint, Bucket: bucket, Prefix: "captures", PathStyle: true,
 		AccessKey: m.user, SecretKey: m.pass, Node: "node1", DataDir: dir,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, ScanInterval: 200 * time.Millisecond,
 		Transport: testTransport(),
@@ -607,5 +611,38 @@ func TestParseEndpoint(t *testing.T) {
 		if (err != nil) != c.bad || h != c.host || s != c.secure {
 			t.Errorf("ParseEndpoint(%q, %v) = %q, %v, %v", c.in, c.insecure, h, s, err)
 		}
+	}
+}
+
+// TestOffloadTLS: over TLS with a custom CA (--s3-ca-file) uploads work; a
+// client that does not trust the CA fails every upload, counted as "tls",
+// and keeps the file pending.
+func TestOffloadTLS(t *testing.T) {
+	bin := minioBinary()
+	if bin == "" {
+		startMinio(t, bucket) // skips, or fails under CI
+	}
+	certs := selfSigned(t)
+	m := startMinioTLS(t, bin, bucket, certs)
+	for _, trust := range []bool{true, false} {
+		e := newEnv(t, m, nil, t.TempDir(), func(c *Config) {
+			c.Endpoint, c.Transport = m.addr, nil // host:port: TLS by default
+			if trust {
+				c.CAFile = filepath.Join(certs, "public.crt")
+			}
+		}, ring.Config{}, nil)
+		e.run()
+		e.capture(t0, 2, 100, 200, 9)
+		if trust {
+			e.waitUploaded(30 * time.Second)
+			files := e.r.Files()
+			e.checkStore(files, readLocal(t, e.dir, files))
+		} else {
+			waitFor(t, 30*time.Second, "a TLS failure", func() bool { return counter(t, e.reg, "sonde_offload_failures_total", "reason", "tls") > 0 })
+			if len(e.o.Pending()) != 2 {
+				t.Fatalf("pending %v, want both files", e.o.Pending())
+			}
+		}
+		e.stop()
 	}
 }

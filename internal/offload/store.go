@@ -104,6 +104,7 @@ func newClient(cfg *Config) (*minio.Client, error) {
 // Failure reasons of sonde_offload_failures_total.
 const (
 	ReasonNetwork  = "network"  // connection refused, reset, timeout
+	ReasonTLS      = "tls"      // the endpoint's certificate is not trusted
 	ReasonAuth     = "auth"     // credentials refused
 	ReasonChecksum = "checksum" // the store computed another checksum than sonde sent
 	ReasonBucket   = "bucket"   // no such bucket
@@ -111,7 +112,7 @@ const (
 	ReasonOther    = "other"
 )
 
-var reasons = []string{ReasonNetwork, ReasonAuth, ReasonChecksum, ReasonBucket, ReasonLocal, ReasonOther}
+var reasons = []string{ReasonNetwork, ReasonTLS, ReasonAuth, ReasonChecksum, ReasonBucket, ReasonLocal, ReasonOther}
 
 // localError is a failure to read what is being uploaded.
 type localError struct{ error }
@@ -132,6 +133,12 @@ func classify(err error) string {
 	case "NoSuchBucket":
 		return ReasonBucket
 	case "":
+		var ce *tls.CertificateVerificationError
+		var ua x509.UnknownAuthorityError
+		var hn x509.HostnameError
+		if errors.As(err, &ce) || errors.As(err, &ua) || errors.As(err, &hn) {
+			return ReasonTLS
+		}
 		var ne net.Error
 		var ue *url.Error
 		if errors.As(err, &ne) || errors.As(err, &ue) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
