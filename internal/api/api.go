@@ -60,8 +60,8 @@ type Options struct {
 
 	// Version is reported by /api/health.
 	Version string
-	// Node is the sensor's name, sent as the Sonde-Node header of
-	// /api/v1/pcap (empty: the node of the ring's files).
+	// Node is the sensor's name, sent as the Sonde-Node header of every
+	// answer (empty: the node of the ring's files).
 	Node string
 	// DataDir is the capture ring directory, reported by /api/health.
 	DataDir string
@@ -180,6 +180,9 @@ type mux struct {
 }
 
 func (m *mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if node := m.s.node(); node != "" {
+		w.Header().Set(NodeHeader, node)
+	}
 	if r.URL.Path == "/api/v1" || strings.HasPrefix(r.URL.Path, "/api/v1/") {
 		if m.s.store == nil {
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "the capture API is not enabled on this server")

@@ -123,9 +123,6 @@ func (s *Server) serveV1(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), whoKey{}, who))
-	if node := s.node(); node != "" {
-		w.Header().Set(NodeHeader, node)
-	}
 	rt.handle(w, r, arg)
 }
 
@@ -341,14 +338,15 @@ func (s *Server) getPcap(w http.ResponseWriter, r *http.Request, _ string) {
 	h.Set("Sonde-Missing-Files", strconv.Itoa(res.Missing))
 }
 
-// NodeHeader names the sensor that answered an /api/v1 request, so a client of
+// NodeHeader names the sensor that answered a request (every endpoint, so
+// /api/health too), so a client of
 // many sensors (sonde fleet) can attribute a stream to its node.
 const NodeHeader = "Sonde-Node"
 
 // node is the sensor's name: Options.Node, or else the node its ring files
 // carry.
 func (s *Server) node() string {
-	if s.opts.Node != "" {
+	if s.opts.Node != "" || s.store == nil {
 		return s.opts.Node
 	}
 	for _, f := range s.store.Files() {
