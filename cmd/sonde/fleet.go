@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sonde-project/sonde/exporter"
 	"github.com/sonde-project/sonde/internal/api"
 	"github.com/sonde-project/sonde/internal/config"
 	"github.com/sonde-project/sonde/internal/fleet"
@@ -32,9 +34,9 @@ type fleetSettings struct {
 	memberPort                                       int
 	memberTokenFile, memberCA, memberCert, memberKey string
 	memberTLS                                        bool
-	memberTimeout, memberIdle                        time.Duration
+	memberTimeout, memberIdle, memberPoll            time.Duration
 	apiTokenFile                                     string
-	apiAuth                                          bool
+	apiAuth, apiAuthOps                              bool
 	tlsCert, tlsKey, tlsClientCA                     string
 	maxWindow                                        time.Duration
 	maxBytes, reportMaxBytes                         config.Size
@@ -94,8 +96,10 @@ func fleetFlags(fs *flag.FlagSet, s *fleetSettings, lookup func(string) (string,
 	boolean(&s.memberTLS, "member-tls", "SONDE_FLEET_MEMBER_TLS", false, "reach members over HTTPS")
 	dur(&s.memberTimeout, "member-timeout", "SONDE_FLEET_MEMBER_TIMEOUT", fleet.DefaultTimeout, "longest wait for a member's response headers")
 	dur(&s.memberIdle, "member-idle-timeout", "SONDE_FLEET_MEMBER_IDLE_TIMEOUT", fleet.DefaultIdleTimeout, "longest pause in a member's stream")
+	dur(&s.memberPoll, "member-poll-interval", "SONDE_FLEET_MEMBER_POLL_INTERVAL", fleet.DefaultPollInterval, "how often every member's /api/health is polled (sonde_fleet_member_up, the fleet's /api/health)")
 	str(&s.apiTokenFile, "api-token-file", "SONDE_FLEET_API_TOKEN_FILE", "", "the fleet's own bearer tokens, one per line")
 	boolean(&s.apiAuth, "api-auth", "SONDE_FLEET_API_AUTH", true, "require a token (or client certificate); false opens the fleet API to anyone")
+	boolean(&s.apiAuthOps, "api-auth-ops", "SONDE_FLEET_API_AUTH_OPS", false, "require the token on /metrics, /api/health and /api/ready too")
 	str(&s.tlsCert, "tls-cert", "SONDE_FLEET_TLS_CERT", "", "serve HTTPS with this certificate")
 	str(&s.tlsKey, "tls-key", "SONDE_FLEET_TLS_KEY", "", "key of --tls-cert")
 	str(&s.tlsClientCA, "tls-client-ca", "SONDE_FLEET_TLS_CLIENT_CA", "", "require client certificates signed by this CA")
@@ -197,8 +201,12 @@ func fleetConfig(s *fleetSettings, log *zap.Logger) (*fleetSetup, error) {
 		client.HTTP = fleet.NewHTTPClient(nil)
 	}
 
-	cfg := fleet.Config{Discovery: disc, Client: client, Listen: s.listen, AuthDisabled: !s.apiAuth,
-		MaxWindow: s.maxWindow, MaxBytes: int64(s.maxBytes), Version: versionString()}
+	reg := prometheus.NewRegistry()
+	if err := exporter.Register(reg, exporter.ReadBuildInfo(version), nil, nil); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	cfg := fleet.Config{Discovery: disc, Client: client, Listen: s.listen, AuthDisabled: !s.apiAuth, AuthOps: s.apiAuthOps,
+		PollInterval: s.memberPoll, Registry: reg, MaxWindow: s.maxWindow, MaxBytes: int64(s.maxBytes), Version: versionString()}
 	if _, _, err := net.SplitHostPort(s.listen); err != nil {
 		return nil, usageError{fmt.Errorf("invalid --listen %q: want host:port such as :9751", s.listen)}
 	}

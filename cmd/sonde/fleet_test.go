@@ -33,6 +33,8 @@ func TestFleetCLI(t *testing.T) {
 		{"flag overrides bad env", []string{"--members", "a:1", "--member-timeout", "1s", "--listen", "nonsense"}, map[string]string{"SONDE_FLEET_MEMBER_TIMEOUT": "soon"}, exitUsage, `invalid --listen "nonsense"`},
 		{"short token", []string{"--members", "a:1", "--api-token-file", short}, nil, exitUsage, "--api-token-file"},
 		{"cert without key", []string{"--members", "a:1", "--member-cert-file", short}, nil, exitUsage, "--member-cert-file and --member-key-file"},
+		{"bad poll interval", []string{"--members", "a:1", "--member-poll-interval", "0s"}, nil, exitUsage, "member-poll-interval"},
+		{"bad env auth-ops", []string{"--members", "a:1"}, map[string]string{"SONDE_FLEET_API_AUTH_OPS": "maybe"}, exitUsage, `invalid --api-auth-ops "maybe" (env SONDE_FLEET_API_AUTH_OPS)`},
 		{"tls key missing", []string{"--members", "a:1", "--tls-cert", short}, nil, exitUsage, "--tls-cert and --tls-key"},
 	}
 	for _, c := range cases {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/sonde-project/sonde/internal/api"
@@ -47,6 +49,15 @@ type Config struct {
 	// Tokens are the fleet's own bearer tokens; AuthDisabled lets anyone in.
 	Tokens       []string
 	AuthDisabled bool
+	// AuthOps requires a token on /metrics, /api/health and /api/ready
+	// too, as the sensor's --api-auth-ops.
+	AuthOps bool
+	// PollInterval is how often Run polls every member's /api/health for
+	// sonde_fleet_member_up and the fleet's health (default 15s).
+	PollInterval time.Duration
+	// Registry takes the fleet's metrics, served on /metrics; nil is a
+	// private registry with the Go and process collectors.
+	Registry *prometheus.Registry
 	// TLS, if set, is served instead of plain HTTP (api.TLSConfig).
 	TLS *tls.Config
 	// MaxWindow bounds a window (default api.DefaultMaxWindow); MaxBytes
@@ -67,6 +78,8 @@ type Server struct {
 	audit   *zap.Logger
 	auth    *api.Authenticator
 	handler http.Handler
+	metrics *metrics
+	polls   pollState
 }
 
 // New returns a fleet server; it does not listen until Run.
@@ -83,7 +96,14 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, log: log, audit: log.Named("audit"), auth: api.NewAuthenticator(cfg.Tokens, cfg.AuthDisabled)}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: registering metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, audit: log.Named("audit"), auth: api.NewAuthenticator(cfg.Tokens, cfg.AuthDisabled), metrics: m}
 	switch {
 	case cfg.AuthDisabled:
 		log.Warn("FLEET API AUTHENTICATION IS DISABLED (--api-auth=false): anyone who reaches the listener can download every sensor's packets")
@@ -91,17 +111,42 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 		log.Warn("no fleet API token configured (--api-token-file): every /api/v1 request is refused with 401")
 	}
 	mux := http.NewServeMux()
-	v1 := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.authenticated(h)) }
+	// Every route is counted and timed under its pattern's path, refusals
+	// included: the route label is a fixed set.
+	route := func(pattern string, h http.Handler) {
+		_, path, _ := strings.Cut(pattern, " ")
+		mux.Handle(pattern, m.instrument(path, h))
+	}
+	v1 := func(pattern string, h http.HandlerFunc) { route(pattern, s.authenticated(h)) }
 	v1("GET /api/v1/pcap", s.pcap)
 	v1("GET /api/v1/captures", s.captures)
 	v1("GET /api/v1/members", s.members)
 	v1("POST /api/v1/reports", s.postReport)
 	v1("GET /api/v1/reports/{id}", s.getReport)
 	v1("DELETE /api/v1/reports/{id}", s.deleteReport)
-	mux.HandleFunc("GET /api/health", s.health)
-	mux.HandleFunc("GET /api/ready", s.ready)
+	// The operational endpoints are open, as on a sensor, unless AuthOps.
+	ops := func(pattern string, h http.Handler) {
+		if cfg.AuthOps {
+			h = s.authenticated(h.ServeHTTP)
+		}
+		route(pattern, h)
+	}
+	ops("GET /api/health", http.HandlerFunc(s.health))
+	ops("GET /api/ready", http.HandlerFunc(s.ready))
+	// /metrics is not counted in sonde_fleet_requests_total: promhttp
+	// counts its own scrapes.
+	metricsHandler := promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:          zap.NewStdLog(log.Named("metrics")),
+		ErrorHandling:     promhttp.ContinueOnError, // a failing collector must not hide the others
+		EnableOpenMetrics: true,
+		Registry:          m.reg,
+	}))
+	if cfg.AuthOps {
+		metricsHandler = s.authenticated(metricsHandler.ServeHTTP)
+	}
+	mux.Handle("GET /metrics", metricsHandler)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %q on sonde fleet; it serves GET /api/v1/pcap, /api/v1/captures, /api/v1/members, POST /api/v1/reports, GET and DELETE /api/v1/reports/{id}, /api/health, /api/ready", r.Method, r.URL.Path))
+		api.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %q on sonde fleet; it serves GET /api/v1/pcap, /api/v1/captures, /api/v1/members, POST /api/v1/reports, GET and DELETE /api/v1/reports/{id}, /api/health, /api/ready, /metrics", r.Method, r.URL.Path))
 	})
 	s.handler = mux
 	return s, nil
@@ -124,7 +169,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 }
 
 // Run serves until ctx is done, then shuts down, giving requests in flight
-// 5 s.
+// 5 s. It polls the members' health every PollInterval meanwhile.
 func (s *Server) Run(ctx context.Context) error {
 	ln := s.cfg.Listener
 	if ln == nil {
@@ -150,6 +195,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("fleet listening", zap.String("addr", ln.Addr().String()), zap.String("scheme", scheme), zap.Stringer("members", s.cfg.Discovery))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	pctx, stopPoll := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() { defer close(polled); s.pollLoop(pctx) }()
+	defer func() { stopPoll(); <-polled }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("fleet: serve: %w", err)
@@ -181,6 +230,7 @@ type MemberStatus struct {
 // discover lists the members, answering 503 itself when it cannot.
 func (s *Server) discover(w http.ResponseWriter, r *http.Request) ([]Member, bool) {
 	members, err := s.cfg.Discovery.Members(r.Context())
+	s.metrics.discovered(r.Context(), members, err)
 	if err != nil {
 		s.log.Warn("member discovery failed", zap.Error(err))
 		api.WriteError(w, http.StatusServiceUnavailable, "discovery_failed", fmt.Sprintf("listing the members (%s): %v", s.cfg.Discovery, err))
@@ -308,6 +358,7 @@ func (s *Server) pcap(w http.ResponseWriter, r *http.Request) {
 			rp.close()
 		}
 	}()
+	s.countFailures(r.Context(), replies)
 	h := w.Header()
 	live, status := split(h, replies)
 	audit := []zap.Field{zap.String("from", q.Get("from")), zap.String("to", q.Get("to")), zap.String("filter", q.Get("filter")),
@@ -333,8 +384,9 @@ func (s *Server) pcap(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Trailer", strings.Join([]string{"Sonde-Packets", "Sonde-Truncated", "Sonde-Missing-Files", FailedTrailer, MemberPacketsTrailer}, ", "))
 	w.WriteHeader(http.StatusOK)
-	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout}
+	dw := &countingWriter{w: &deadlineWriter{w: w, rc: http.NewResponseController(w), d: s.cfg.WriteTimeout}}
 	res, err := Merge(r.Context(), dw, in, MergeOptions{MaxBytes: s.cfg.MaxBytes, Comment: comment.String()})
+	s.merged(r.Context(), live, res, dw.n)
 	audit = append(audit, zap.Uint64("packets", res.Packets), zap.Int64("bytes", res.Bytes), zap.Bool("truncated", res.Truncated))
 	if err != nil {
 		s.auditLog(r, "/api/v1/pcap", http.StatusOK, start, append(audit, zap.NamedError("stream_error", err))...)
@@ -363,6 +415,25 @@ func (s *Server) pcap(w http.ResponseWriter, r *http.Request) {
 	h.Set("Sonde-Missing-Files", strconv.Itoa(missingFiles))
 	h.Set(MemberPacketsTrailer, strings.Join(perMember, ", "))
 	s.auditLog(r, "/api/v1/pcap", http.StatusOK, start, audit...)
+}
+
+// countFailures counts the members whose request failed.
+func (s *Server) countFailures(ctx context.Context, replies []*reply) {
+	for _, rp := range replies {
+		s.metrics.failed(ctx, rp.member.Name, rp.err)
+	}
+}
+
+// merged counts a merge's output (n bytes written) and the members that
+// broke off while it read them.
+func (s *Server) merged(ctx context.Context, live []*reply, res MergeResult, n int64) {
+	s.metrics.mergedBytes.Add(float64(n))
+	s.metrics.mergedPackets.Add(float64(res.Packets))
+	for i, rp := range live {
+		if i < len(res.Inputs) && res.Inputs[i].Err != nil {
+			s.metrics.failed(ctx, rp.member.Name, &streamError{res.Inputs[i].Err})
+		}
+	}
 }
 
 // deadlineWriter pushes the write deadline forward before every write, so
@@ -411,13 +482,14 @@ func (s *Server) captures(w http.ResponseWriter, r *http.Request) {
 			Captures []api.Capture `json:"captures"`
 		}
 		if err := json.NewDecoder(io.LimitReader(rp.body, 256<<20)).Decode(&body); err != nil {
-			rp.err = fmt.Errorf("decoding its capture list: %w", err)
+			rp.err = &streamError{fmt.Errorf("decoding its capture list: %w", err)}
 			continue
 		}
 		for _, c := range body.Captures {
 			out = append(out, FleetCapture{c, rp.member.Name})
 		}
 	}
+	s.countFailures(r.Context(), replies)
 	live, status := split(w.Header(), replies)
 	if len(live) == 0 {
 		noneAnswered(w, replies, status)
@@ -457,9 +529,10 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) {
 		}
 		if rp.err == nil {
 			if err := json.NewDecoder(io.LimitReader(rp.body, 1<<20)).Decode(&hb); err != nil {
-				rp.err = fmt.Errorf("decoding its health: %w", err)
+				rp.err = &streamError{fmt.Errorf("decoding its health: %w", err)}
 			}
 		}
+		s.countFailures(r.Context(), []*reply{rp})
 		_, st := split(http.Header{}, []*reply{rp})
 		if rp.err != nil {
 			w.Header().Add(MissingHeader, memberReason(rp.member.Name, rp.err))
@@ -472,17 +545,36 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) {
 	}{s.cfg.Discovery.String(), out})
 }
 
+// Health is the body of the fleet's /api/health: always 200 while it
+// serves; Status is "degraded" while the last health poll found a member
+// down (Down names each and why).
+type Health struct {
+	Status  string `json:"status"`
+	Role    string `json:"role"`
+	Version string `json:"version"`
+	// Members and MembersUp are the members of the last poll and those up;
+	// both absent before the first poll.
+	Members   *int           `json:"members,omitempty"`
+	MembersUp *int           `json:"members_up,omitempty"`
+	Down      []MemberStatus `json:"down,omitempty"`
+}
+
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
-	api.WriteJSON(w, http.StatusOK, struct {
-		Status  string `json:"status"`
-		Role    string `json:"role"`
-		Version string `json:"version"`
-	}{"ok", "fleet", s.cfg.Version})
+	h := Health{Status: api.StatusOK, Role: "fleet", Version: s.cfg.Version}
+	if down, n, polled := s.downMembers(); polled {
+		up := n - len(down)
+		h.Members, h.MembersUp, h.Down = &n, &up, down
+		if len(down) > 0 {
+			h.Status = api.StatusDegraded
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, h)
 }
 
 // ready is 200 when discovery finds members.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	members, err := s.cfg.Discovery.Members(r.Context())
+	s.metrics.discovered(r.Context(), members, err)
 	switch {
 	case err != nil:
 		api.WriteJSON(w, http.StatusServiceUnavailable, api.Ready{Reasons: []string{fmt.Sprintf("member discovery (%s): %v", s.cfg.Discovery, err)}})
@@ -539,6 +631,7 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 			rp.close()
 		}
 	}()
+	s.countFailures(ctx, replies)
 	live, status := split(w.Header(), replies)
 	if len(live) == 0 {
 		noneAnswered(w, replies, status)
@@ -560,8 +653,10 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 	pr, pw := io.Pipe()
 	done := make(chan MergeResult, 1)
 	go func() {
-		res, err := Merge(ctx, pw, in, MergeOptions{})
+		cw := &countingWriter{w: pw}
+		res, err := Merge(ctx, cw, in, MergeOptions{})
 		pw.CloseWithError(err)
+		s.merged(ctx, live, res, cw.n)
 		done <- res
 	}()
 	st, err := s.cfg.Reports.Upload(pr, name, "")
