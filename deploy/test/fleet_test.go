@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -123,12 +124,64 @@ func fleetContract(t *testing.T, objs rendered) (env map[string]string) {
 	if sec := objs["Secret/sonde-fleet-api-token"].(*corev1.Secret); sec.StringData["token"] != "fleet-token" {
 		t.Errorf("fleet token Secret %v", sec.StringData)
 	}
+	fleetServiceMonitor(t, objs, svc)
 	return env
+}
+
+// fleetServiceMonitor checks the fleet's scrape: a ServiceMonitor that
+// selects the fleet's Service alone, scrapes /metrics on a port the Service
+// names, and names the job sonde-fleet; the sensors' ServiceMonitor does
+// not select the fleet.
+func fleetServiceMonitor(t *testing.T, objs rendered, svc *corev1.Service) {
+	t.Helper()
+	sm, ok := objs["ServiceMonitor/sonde-fleet"].(*monitoringv1.ServiceMonitor)
+	if !ok {
+		t.Fatalf("no ServiceMonitor sonde-fleet rendered: %v", keysOf(objs))
+	}
+	if !matches(sm.Spec.Selector.MatchLabels, svc.Labels) || matches(sm.Spec.Selector.MatchLabels, objs["Service/sonde"].(*corev1.Service).Labels) {
+		t.Errorf("fleet ServiceMonitor selector %v: want the fleet Service %v only", sm.Spec.Selector.MatchLabels, svc.Labels)
+	}
+	if sensors := objs["ServiceMonitor/sonde"].(*monitoringv1.ServiceMonitor); matches(sensors.Spec.Selector.MatchLabels, svc.Labels) {
+		t.Error("the sensors' ServiceMonitor selects the fleet Service")
+	}
+	if job := svc.Labels[sm.Spec.JobLabel]; job != "sonde-fleet" {
+		t.Errorf("fleet scrape job %q (jobLabel %q), want sonde-fleet", job, sm.Spec.JobLabel)
+	}
+	if len(sm.Spec.NamespaceSelector.MatchNames) != 1 || sm.Spec.NamespaceSelector.MatchNames[0] != "sonde" {
+		t.Errorf("fleet ServiceMonitor namespaces %v", sm.Spec.NamespaceSelector.MatchNames)
+	}
+	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port == "" {
+		t.Fatalf("fleet ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
+	}
+	var named bool
+	for _, p := range svc.Spec.Ports {
+		named = named || p.Name == sm.Spec.Endpoints[0].Port
+	}
+	if !named {
+		t.Errorf("fleet ServiceMonitor scrapes port %q, which the fleet Service does not name", sm.Spec.Endpoints[0].Port)
+	}
+}
+
+// TestHelmFleetServiceMonitorGated: serviceMonitor.enabled=false renders
+// the fleet without a ServiceMonitor, as it does the sensors.
+func TestHelmFleetServiceMonitorGated(t *testing.T) {
+	objs := renderAll(t, append(fleetArgs, "--set", "serviceMonitor.enabled=false")...)
+	for k := range objs {
+		if strings.HasPrefix(k, "ServiceMonitor/") {
+			t.Errorf("%s rendered with serviceMonitor.enabled=false", k)
+		}
+	}
+	if objs["Deployment/sonde-fleet"] == nil {
+		t.Error("no fleet Deployment")
+	}
 }
 
 func TestHelmFleetDNS(t *testing.T) {
 	objs := renderAll(t, fleetArgs...)
 	env := fleetContract(t, objs)
+	if env["SONDE_FLEET_MEMBER_POLL_INTERVAL"] != "15s" {
+		t.Errorf("SONDE_FLEET_MEMBER_POLL_INTERVAL %q, want the default 15s", env["SONDE_FLEET_MEMBER_POLL_INTERVAL"])
+	}
 	if env["SONDE_FLEET_MEMBERS_DNS"] != "sonde.sonde.svc.cluster.local:9750" {
 		t.Errorf("SONDE_FLEET_MEMBERS_DNS %q", env["SONDE_FLEET_MEMBERS_DNS"])
 	}
