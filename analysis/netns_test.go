@@ -250,6 +250,9 @@ func TestGeneratedTrafficAgainstTshark(t *testing.T) {
 
 	s := analyzeFile(t, file)
 	compareWithTshark(t, file, s)
+	if t.Failed() {
+		keepMismatch(t, file)
+	}
 	c := &s.Totals
 	if c.TCP.Retransmissions == 0 || c.TCP.Opened != conns+1 {
 		t.Errorf("expected retransmissions under 2%% loss and %d connections: %d retransmissions, %d connections", conns+1, c.TCP.Retransmissions, c.TCP.Opened)
@@ -272,7 +275,34 @@ func TestGeneratedTrafficAgainstTshark(t *testing.T) {
 		c.TCP.DataRTT.Quantile(0.5), c.Jitter.Quantile(0.5))
 }
 
-var _ = fmt.Sprint
+// keepMismatch copies a capture that sonde and tshark read differently to
+// a kept /tmp/sonde-mismatch-*.pcap (t.TempDir is removed) and logs its
+// path and the frames whose classes differ.
+func keepMismatch(t *testing.T, file string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Logf("keeping the capture: %v", err)
+		return
+	}
+	f, err := os.CreateTemp("/tmp", "sonde-mismatch-*.pcap")
+	if err != nil {
+		t.Logf("keeping the capture: %v", err)
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Logf("keeping the capture: %v", err)
+		return
+	}
+	t.Logf("capture kept as %s (SONDE_FRAME_DIFF=%s go test ./analysis -run TestFrameFlagsFile)", f.Name(), f.Name())
+	for _, l := range diffFrameFlags(sondeFrameFlags(t, file), tsharkFrameFlags(t, file), 50) {
+		t.Log(l)
+	}
+}
 
 // TestLoopbackWindowFull checks the window-full count on loopback, where the
 // 64 KiB MSS made the old "window below two MSS" heuristic fire on almost

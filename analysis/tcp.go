@@ -8,18 +8,22 @@ import (
 type tcpDir struct {
 	nextSeq     uint32 // highest sequence sent + 1 (SYN and FIN count one)
 	nextSeqTime int64
-	lastAck     uint32
+	lastAck     uint32 // ACK field of the last segment, whatever its flags
 	lastAckTime int64
-	lastWin     uint16 // raw window of the last ACK, for duplicate-ACK detection
-	dupAcks     uint16
+	win         uint16 // raw window of the last segment
+	dupAcks     uint16 // duplicate ACKs since the ACK number last changed
 	mss         uint16
 	wscale      uint8
 	seqInit     bool
 	ackInit     bool
 	hasWScale   bool
 	synSeen     bool // this direction's SYN was seen, so its window scale is known
-	winSYN      bool // lastWin came from a SYN, whose window is never scaled
-	fin         bool
+	winInit     bool
+	winSYN      bool // win came from a SYN, whose window is never scaled
+	// lastKeepAlive: the last segment was a keep-alive, so an ACK
+	// answering it is a keep-alive ACK, not a duplicate.
+	lastKeepAlive bool
+	fin           bool
 	// One outstanding data-RTT sample: the sequence that must be acked and
 	// when the segment ending there was sent; rttTime 0 when none.
 	rttSeq  uint32
@@ -110,18 +114,55 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 		}
 	}
 
-	// Window full, as Wireshark's tcp.analysis.window_full: a data segment
-	// reaching exactly the right edge of the window the receiver last
-	// advertised, so the sender could send no more until the receiver read.
-	// The scale is known only once the receiver's SYN was seen.
-	if seglen > 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 && rev.ackInit && rev.synSeen {
-		win := uint32(rev.lastWin)
-		if !rev.winSYN && rev.hasWScale && fwd.hasWScale {
-			win <<= rev.wscale
+	// The rest follows tcp_analyze_sequence_number of tshark 4.0 check by
+	// check, so that each class is the segments tshark flags with it. Its
+	// per-direction state (next sequence, last ACK, window, duplicate-ACK
+	// count, last segment's flags) is updated by every segment, whatever
+	// its flags.
+	noSFR := flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0
+	win := tp.Window
+
+	// Zero-window probe: one byte at the next sequence into a zero window.
+	// It skips the window and duplicate-ACK checks and does not advance
+	// the next sequence.
+	zwp := seglen == 1 && fwd.seqInit && tp.Seq == fwd.nextSeq && rev.winInit && rev.win == 0
+	keepAlive := false
+	if !zwp {
+		if win == 0 && noSFR {
+			c.ZeroWindows++
 		}
-		if tp.Seq+seglen == rev.lastAck+win {
-			c.LowWindows++
+		// Keep-alive: no more than one byte, one below the next sequence.
+		keepAlive = seglen <= 1 && fwd.seqInit && tp.Seq == fwd.nextSeq-1 && noSFR
+		if keepAlive {
+			c.KeepAlives++
 		}
+		// Window full, as Wireshark's tcp.analysis.window_full: a data
+		// segment reaching exactly the right edge of the window the
+		// receiver last advertised, so the sender could send no more until
+		// the receiver read. The scale is known only once the receiver's
+		// SYN was seen.
+		if seglen > 0 && noSFR && rev.ackInit && rev.synSeen {
+			w := uint32(rev.win)
+			if !rev.winSYN && rev.hasWScale && fwd.hasWScale {
+				w <<= rev.wscale
+			}
+			if tp.Seq+seglen == rev.lastAck+w {
+				c.LowWindows++
+			}
+		}
+		// Duplicate ACK: no data, no SYN/FIN/RST, an open window equal to
+		// the last one, the next sequence, and the same ACK as before;
+		// unless it answers a keep-alive (a keep-alive ACK).
+		if seglen == 0 && noSFR && win != 0 && fwd.winInit && win == fwd.win &&
+			fwd.seqInit && tp.Seq == fwd.nextSeq && fwd.ackInit && tp.Ack == fwd.lastAck && !rev.lastKeepAlive {
+			fwd.dupAcks++
+			c.DupAcks++
+		}
+	}
+	// Only a new ACK number resets the count: data with the same ACK does
+	// not.
+	if !fwd.ackInit || tp.Ack != fwd.lastAck {
+		fwd.dupAcks = 0
 	}
 
 	// Sequence analysis: is this segment new data, or sent before?
@@ -129,24 +170,27 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 	if flags&(decode.TCPSyn|decode.TCPFin) != 0 {
 		end++
 	}
-	if fwd.seqInit && (seglen > 0 || flags&(decode.TCPSyn|decode.TCPFin) != 0) {
-		notAdvanced := seqLT(tp.Seq, fwd.nextSeq)
-		keepAlive := seglen <= 1 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 && tp.Seq == fwd.nextSeq-1
+	if (seglen > 0 || flags&(decode.TCPSyn|decode.TCPFin) != 0) && !keepAlive {
+		notAdvanced := fwd.seqInit && seqLT(tp.Seq, fwd.nextSeq)
+		// More than one byte from one below the next sequence is new data
+		// after a zero-window probe.
+		if seglen > 1 && fwd.seqInit && tp.Seq == fwd.nextSeq-1 {
+			notAdvanced = false
+		}
 		switch {
-		case !notAdvanced:
-		case keepAlive:
-			c.KeepAlives++
-		case rev.dupAcks >= 2 && rev.lastAck == tp.Seq && ts-rev.lastAckTime < fastRetransWindow:
+		case notAdvanced && rev.dupAcks >= 2 && rev.lastAck == tp.Seq && ts-rev.lastAckTime < fastRetransWindow:
 			c.Retransmissions++
 			c.FastRetransmissions++
 			fwd.rttTime = 0
-		case ts-fwd.nextSeqTime < oooThreshold(t.initialRTT) && fwd.nextSeq != tp.Seq+seglen:
+		case notAdvanced && ts-fwd.nextSeqTime < oooThreshold(t.initialRTT) && fwd.nextSeq != tp.Seq+seglen:
 			c.OutOfOrder++
-		case seglen > 0 && rev.ackInit && seqLE(tp.Seq+seglen, rev.lastAck):
+		case seglen > 0 && rev.ackInit && rev.lastAck != 0 && seqLE(tp.Seq+seglen, rev.lastAck):
+			// Already acknowledged, whether or not the capture saw it
+			// sent before.
 			c.Retransmissions++
 			c.SpuriousRetransmits++
 			fwd.rttTime = 0
-		default:
+		case notAdvanced:
 			c.Retransmissions++
 			if gap := ts - fwd.nextSeqTime; gap >= minRTO && gap >= 2*t.initialRTT {
 				c.RTORetransmissions++
@@ -154,32 +198,19 @@ func (a *Analyzer) tcpSegment(f *flow, d int, p *decode.Packet, ts int64, c *TCP
 			fwd.rttTime = 0 // Karn: an ACK now is ambiguous
 		}
 	}
-	if !fwd.seqInit || seqGT(end, fwd.nextSeq) {
+	if (!fwd.seqInit || seqGT(end, fwd.nextSeq)) && !zwp {
 		if seglen > 0 && fwd.rttTime == 0 && fwd.seqInit {
 			fwd.rttSeq, fwd.rttTime = end, ts
 		}
 		fwd.nextSeq, fwd.nextSeqTime, fwd.seqInit = end, ts, true
 	}
 
-	if flags&decode.TCPAck != 0 {
-		// Wireshark's duplicate ACK: no data, no SYN/FIN/RST, same window,
-		// same ACK as before.
-		if fwd.ackInit && seglen == 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 &&
-			tp.Ack == fwd.lastAck && tp.Window == fwd.lastWin && tp.Window != 0 {
-			fwd.dupAcks++
-			c.DupAcks++
-		} else if !fwd.ackInit || tp.Ack != fwd.lastAck || seglen > 0 {
-			fwd.dupAcks = 0
-		}
-		fwd.lastAck, fwd.lastAckTime, fwd.lastWin, fwd.ackInit = tp.Ack, ts, tp.Window, true
-		if rev.rttTime != 0 && seqLE(rev.rttSeq, tp.Ack) {
-			c.DataRTT.Observe(ts - rev.rttTime)
-			rev.rttTime = 0
-		}
-		if tp.Window == 0 && flags&(decode.TCPSyn|decode.TCPFin|decode.TCPRst) == 0 {
-			c.ZeroWindows++
-		}
-		fwd.winSYN = flags&decode.TCPSyn != 0
+	fwd.lastAck, fwd.lastAckTime, fwd.ackInit = tp.Ack, ts, true
+	fwd.win, fwd.winInit, fwd.winSYN = win, true, flags&decode.TCPSyn != 0
+	fwd.lastKeepAlive = keepAlive
+	if flags&decode.TCPAck != 0 && rev.rttTime != 0 && seqLE(rev.rttSeq, tp.Ack) {
+		c.DataRTT.Observe(ts - rev.rttTime)
+		rev.rttTime = 0
 	}
 
 	if flags&decode.TCPFin != 0 && !fwd.fin {
