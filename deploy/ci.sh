@@ -91,7 +91,7 @@ fi
 step "helm lint, manifests in sync, strict decoding"
 "$HELM" lint --strict deploy/helm/sonde
 bash deploy/sync.sh --check
-(cd deploy/test && go vet ./... && go test -count=1 -v -run 'Test(StrictDecode|HelmTemplate|PlainManifests)' ./...)
+(cd deploy/test && go vet ./... && go test -count=1 -v -run 'Test(StrictDecode|HelmTemplate|HelmFleet|PlainManifests)' ./...)
 
 step "monitoring against a live sensor"
 bash deploy/test/monitoring.sh
