@@ -186,7 +186,9 @@ func (s *Server) getCapture(w http.ResponseWriter, r *http.Request, name string)
 	}
 	f, err := s.root.Open(fi.Name)
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(aw, http.StatusNotFound, "not_found", fmt.Sprintf("capture file %q was evicted", name))
+		// Gone from local disk: the Opener may still read it from object
+		// storage (offload), else it was evicted.
+		s.getRemoteCapture(aw, r, fi)
 		return
 	}
 	if err != nil {
@@ -204,6 +206,92 @@ func (s *Server) getCapture(w http.ResponseWriter, r *http.Request, name string)
 	aw.Header().Set("Content-Disposition", `attachment; filename="`+fi.Name+`"`)
 	aw.Header().Set("Cache-Control", "no-store")
 	http.ServeContent(aw, r, fi.Name, st.ModTime(), f)
+}
+
+// getRemoteCapture serves a file local retention has deleted through s.open,
+// which reads it back from object storage (verified against the checksum
+// recorded at upload, and decompressed). The stored object is not seekable
+// as the file (it may be compressed), so Range is not offered
+// (Accept-Ranges: none) and a Range request gets the whole file with 200.
+// The last byte is held back until the read has ended cleanly, checksum
+// included; a read that fails after the status is sent aborts the
+// connection, so a client never sees a short or damaged file that looks
+// whole.
+func (s *Server) getRemoteCapture(aw *auditWriter, r *http.Request, fi ring.FileInfo) {
+	evicted := func() {
+		writeError(aw, http.StatusNotFound, "not_found", fmt.Sprintf("capture file %q was evicted", fi.Name))
+	}
+	if s.open == nil {
+		evicted()
+		return
+	}
+	rc, err := s.open.Open(r.Context(), fi)
+	if errors.Is(err, fs.ErrNotExist) {
+		evicted()
+		return
+	}
+	if err != nil {
+		s.log.Error("reading capture file from object storage failed", zap.String("file", fi.Name), zap.Error(err))
+		writeError(aw, http.StatusBadGateway, "store_unavailable", fmt.Sprintf("capture file %q is held only in object storage, and reading it failed", fi.Name))
+		return
+	}
+	defer rc.Close()
+	h := aw.Header()
+	h.Set("Content-Type", contentType(fi.Format))
+	h.Set("Content-Disposition", `attachment; filename="`+fi.Name+`"`)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Accept-Ranges", "none")
+	h.Set("Content-Length", strconv.FormatInt(fi.Bytes, 10))
+	aw.fields = append(aw.fields, zap.Bool("remote", true))
+	aw.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	hw := &holdBack{w: aw, left: fi.Bytes - 1}
+	n, err := io.Copy(hw, rc)
+	if err == nil && n != fi.Bytes {
+		err = fmt.Errorf("read %d bytes of %s from object storage, the index records %d", n, fi.Name, fi.Bytes)
+	}
+	if err == nil && hw.held {
+		_, err = aw.Write([]byte{hw.last})
+	}
+	if err != nil {
+		aw.err = err
+		s.log.Error("streaming capture file from object storage failed", zap.String("file", fi.Name), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// holdBack passes on the first left bytes written to it and keeps the next
+// one back, failing on any more: the last byte of a download goes out only
+// once the whole file has been read and verified.
+type holdBack struct {
+	w    io.Writer
+	left int64
+	last byte
+	held bool
+}
+
+func (h *holdBack) Write(p []byte) (int, error) {
+	n := 0
+	if h.left > 0 {
+		k := int(min(int64(len(p)), h.left))
+		m, err := h.w.Write(p[:k])
+		h.left -= int64(m)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if h.held || len(p) > 1 {
+		return n, errors.New("the object holds more bytes than the file")
+	}
+	h.last, h.held = p[0], true
+	return n + 1, nil
 }
 
 // parseTime reads RFC 3339 or unix seconds with an optional fraction

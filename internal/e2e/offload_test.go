@@ -150,6 +150,14 @@ func TestOffloadWindowFromStore(t *testing.T) {
 	if n := len(records(t, before)); n != sent {
 		t.Fatalf("window holds %d packets, want the %d sent", n, sent)
 	}
+	originals := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		originals[f.Name] = b
+	}
 	d.stop()
 
 	// Restarted with room for two files: the older ones go, as they are
@@ -169,6 +177,26 @@ func TestOffloadWindowFromStore(t *testing.T) {
 	m := d.metrics()
 	if got := m.sum("sonde_offload_remote_reads_total"); got != float64(len(files)-2) {
 		t.Errorf("remote reads %v, want %d (the evicted files)", got, len(files)-2)
+	}
+	// Every file downloads byte for byte, the evicted ones from the store.
+	evicted := 0
+	for _, f := range files {
+		res, body := d.call("GET", "/api/v1/captures/"+f.Name, "", false)
+		if res.StatusCode != 200 || !bytes.Equal(body, originals[f.Name]) {
+			t.Fatalf("download of %s: %d, %d bytes; want 200 and the %d bytes of the original file", f.Name, res.StatusCode, len(body), len(originals[f.Name]))
+		}
+		if !fileExists(filepath.Join(dir, f.Name)) {
+			evicted++
+			if res.Header.Get("Accept-Ranges") != "none" {
+				t.Errorf("download of %s from the store: Accept-Ranges %q, want none", f.Name, res.Header.Get("Accept-Ranges"))
+			}
+		}
+	}
+	if evicted != len(files)-2 {
+		t.Fatalf("%d of the downloaded files were evicted, want %d", evicted, len(files)-2)
+	}
+	if got := d.metrics().sum("sonde_offload_remote_reads_total"); got != float64(2*evicted) {
+		t.Errorf("remote reads %v after the downloads, want %d", got, 2*evicted)
 	}
 	if lost := m.sum("sonde_offload_lost_files_total"); lost != 0 {
 		t.Errorf("lost files %v, want 0", lost)

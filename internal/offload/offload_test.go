@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +27,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/api"
 	"github.com/sonde-project/sonde/internal/extract"
 	"github.com/sonde-project/sonde/internal/ring"
 )
@@ -452,6 +455,51 @@ func TestOffload(t *testing.T) {
 		}
 	})
 
+	t.Run("download of files held only in the store", func(t *testing.T) {
+		for _, compress := range []string{"none", "zstd"} {
+			emptyBucket(t, m)
+			e := newEnv(t, m, p, t.TempDir(), func(c *Config) { c.Compress = compress }, ring.Config{}, nil)
+			e.run()
+			e.capture(t0, 5, 200, 600, 7)
+			e.waitUploaded(30 * time.Second)
+			all := e.r.Files()
+			local := readLocal(t, e.dir, all)
+			if err := e.r.SetRetention(ring.Retention{MaxFiles: 2}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(e.r.Files()); n != 2 {
+				t.Fatalf("%d local files, want 2", n)
+			}
+			srv := apiServer(t, e)
+			for i, fi := range all {
+				res, body, err := download(srv, fi.Name)
+				if err != nil || res.StatusCode != 200 || !bytes.Equal(body, local[fi.Name]) {
+					t.Fatalf("%s: file %d (%s): %v %v, %d bytes: want 200 and the %d bytes of the original file",
+						compress, i, fi.Name, res.Status, err, len(body), len(local[fi.Name]))
+				}
+				if remote := i < 3; remote != (res.Header.Get("Accept-Ranges") == "none") {
+					t.Fatalf("%s: file %d: Accept-Ranges %q", compress, i, res.Header.Get("Accept-Ranges"))
+				}
+			}
+			if n := counter(t, e.reg, "sonde_offload_remote_reads_total"); n != 3 {
+				t.Fatalf("remote reads %v, want 3 (the evicted files)", n)
+			}
+			// A stored copy changed behind sonde's back: the transfer is
+			// cut, never a whole-looking file.
+			ent, _ := e.o.Entry(all[0].Name)
+			obj := m.objects(t, bucket)[ent.Key]
+			obj[len(obj)-2] ^= 1
+			if _, err := m.client(t).PutObject(context.Background(), bucket, ent.Key, bytes.NewReader(obj), int64(len(obj)), minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			res, body, err := download(srv, all[0].Name)
+			if err == nil || len(body) >= len(local[all[0].Name]) {
+				t.Fatalf("%s: damaged object: %v, %d of %d bytes, err %v: want a broken transfer", compress, res.Status, len(body), len(local[all[0].Name]), err)
+			}
+			e.stop()
+		}
+	})
+
 	t.Run("snapshots and reports", func(t *testing.T) {
 		emptyBucket(t, m)
 		dir := t.TempDir()
@@ -645,4 +693,36 @@ func TestOffloadTLS(t *testing.T) {
 		}
 		e.stop()
 	}
+}
+
+const apiToken = "offload-test-token-0123456789"
+
+// apiServer serves e's ring as the daemon does with offload on: the Store
+// wrapper lists remote files, the Opener reads them back.
+func apiServer(t *testing.T, e *env) *httptest.Server {
+	t.Helper()
+	root, err := os.OpenRoot(e.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	s := api.New(api.Options{Store: e.o.Store(e.r), Opener: e.o.Opener(extract.Dir(root)), DataDir: e.dir, Tokens: []string{apiToken}},
+		zaptest.NewLogger(t), prometheus.NewRegistry(), nil)
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// download GETs /api/v1/captures/name; err is set when the transfer breaks.
+func download(srv *httptest.Server, name string) (*http.Response, []byte, error) {
+	rq, _ := http.NewRequest("GET", srv.URL+"/api/v1/captures/"+name, nil)
+	rq.Header.Set("Authorization", "Bearer "+apiToken)
+	res, err := srv.Client().Do(rq)
+	if err != nil {
+		return &http.Response{Status: "no response"}, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res, b, err
 }

@@ -288,12 +288,22 @@ func openObject(ctx context.Context, c *minio.Client, bucket string, e Entry) (i
 }
 
 type decodedReader struct {
-	dec *zstd.Decoder
-	v   *verifyingReader
+	dec     *zstd.Decoder
+	v       *verifyingReader
+	drained bool
 }
 
 func (d *decodedReader) Read(p []byte) (int, error) {
 	n, err := d.dec.Read(p)
+	if err == io.EOF && !d.drained {
+		// The decoder may stop at the end of the frame without reading
+		// the object to its end, where its size and SHA-256 are checked:
+		// the read ends only once they are.
+		d.drained = true
+		if _, derr := io.Copy(io.Discard, d.v); derr != nil {
+			err = derr
+		}
+	}
 	if err != nil && err != io.EOF && !strings.Contains(err.Error(), d.v.want.Key) {
 		err = fmt.Errorf("offload: object %s: %w", d.v.want.Key, err)
 	}
