@@ -89,10 +89,12 @@ func TestExtractPcapng(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Nanosecond timestamps, and the snaplen any ring file fits in.
+		ns := pcapio.TimeUnit{Exp: 9}
 		wantIfs := []pcapio.Interface{
-			{LinkType: capture.LinkTypeEthernet, Name: "eth0", Description: "sonde node a"},
-			{LinkType: capture.LinkTypeRaw, Name: "wg0", Description: "sonde node a"},
-			{LinkType: capture.LinkTypeEthernet, Name: "eth0", Description: "sonde node b"},
+			{LinkType: capture.LinkTypeEthernet, Snaplen: Snaplen, Name: "eth0", Description: "sonde node a", Time: ns},
+			{LinkType: capture.LinkTypeRaw, Snaplen: Snaplen, Name: "wg0", Description: "sonde node a", Time: ns},
+			{LinkType: capture.LinkTypeEthernet, Snaplen: Snaplen, Name: "eth0", Description: "sonde node b", Time: ns},
 		}
 		for i, w := range wantIfs {
 			if got, ok := rd.Interface(i); !ok || got != w {

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"strings"
 
-	"github.com/sonde-project/sonde/capture"
 	"github.com/sonde-project/sonde/internal/pcapio"
 )
 
@@ -19,10 +17,6 @@ const (
 	blockIDB       = 1
 	blockEPB       = 6
 	byteOrderMagic = 0x1A2B3C4D
-	optIfName      = 2
-	optIfDesc      = 3
-	optIfTsresol   = 9
-	optIfTsoffset  = 14
 
 	// maxBlock bounds any block a member sends: a packet block of the
 	// largest snaplen with room for options, or an interface block.
@@ -71,10 +65,8 @@ type InputResult struct {
 // iface is one of an input's interfaces: where its packets go and how its
 // timestamps convert.
 type iface struct {
-	out    uint32 // interface id in the output
-	exp    uint8  // if_tsresol: 10^-exp s, or 2^-exp with pow2
-	pow2   bool
-	offset int64 // if_tsoffset, s
+	out  uint32 // interface id in the output
+	time pcapio.TimeUnit
 }
 
 // reader walks one member's pcapng blocks in a large window of its own,
@@ -214,7 +206,7 @@ func (r *reader) next(m *merger) (bool, error) {
 			}
 			r.ifc = &r.ifaces[id]
 			raw := uint64(le.Uint32(b[12:]))<<32 | uint64(le.Uint32(b[16:]))
-			r.ts = r.ifc.nanos(raw)
+			r.ts = r.ifc.time.Nanos(raw)
 			r.blk = b
 			return true, nil
 		}
@@ -225,75 +217,25 @@ func (r *reader) next(m *merger) (bool, error) {
 // idb numbers an interface block of r's section in the output and writes
 // it there, renamed NODE/IFACE so a reader tells the nodes apart.
 func (r *reader) idb(m *merger, b []byte) error {
-	le := binary.LittleEndian
-	if len(b) < 20 {
-		return fmt.Errorf("interface block of %d bytes", len(b))
+	in, err := pcapio.ParseIDB(binary.LittleEndian, b)
+	if err != nil {
+		return err
 	}
-	ifc := iface{out: m.nifaces, exp: 6}
-	lt, snaplen := le.Uint16(b[8:]), le.Uint32(b[12:])
-	var name, desc string
-	for opts := b[16 : len(b)-4]; len(opts) >= 4; {
-		code, n := le.Uint16(opts), int(le.Uint16(opts[2:]))
-		if code == 0 || 4+n > len(opts) {
-			break
-		}
-		v := opts[4 : 4+n]
-		switch {
-		case code == optIfName:
-			name = string(v)
-		case code == optIfDesc:
-			desc = string(v)
-		case code == optIfTsresol && n >= 1:
-			ifc.exp, ifc.pow2 = v[0]&0x7f, v[0]&0x80 != 0
-			if !ifc.pow2 && ifc.exp > 19 || ifc.pow2 && ifc.exp > 63 {
-				return fmt.Errorf("unsupported if_tsresol %#x", v[0])
-			}
-		case code == optIfTsoffset && n >= 8:
-			ifc.offset = int64(le.Uint64(v))
-		}
-		opts = opts[min(len(opts), 4+(n+3)&^3):]
-	}
-	node := r.in.Node
-	if n, ok := strings.CutPrefix(desc, "sonde node "); ok && n != "" {
+	node, name := r.in.Node, in.Name
+	if n, ok := strings.CutPrefix(in.Description, "sonde node "); ok && n != "" {
 		node = n
 	}
 	if name == "" {
 		name = fmt.Sprintf("if%d", len(r.ifaces))
 	}
-	r.ifaces = append(r.ifaces, ifc)
+	r.ifaces = append(r.ifaces, iface{out: m.nifaces, time: in.Time})
 	m.nifaces++
 	// Interface blocks are written whatever the byte bound: a reader needs
 	// every one a written packet names, and they are small.
-	out := pcapio.AppendInterface(nil, capture.LinkType(lt), int(snaplen), node+"/"+name, "sonde node "+node)
+	out := pcapio.AppendInterface(nil, in.LinkType, int(in.Snaplen), node+"/"+name, "sonde node "+node)
 	m.n += int64(len(out))
 	m.buf = append(m.buf, out...)
 	return nil
-}
-
-// nanos converts a timestamp in the interface's units to Unix ns.
-func (ifc *iface) nanos(ts uint64) int64 {
-	var ns uint64
-	switch {
-	case ifc.exp == 9 && !ifc.pow2:
-		ns = ts
-	case ifc.pow2:
-		sec, frac := ts>>ifc.exp, ts&(1<<ifc.exp-1)
-		hi, lo := bits.Mul64(frac, 1e9)
-		ns = sec*1e9 + (lo>>ifc.exp | hi<<(64-ifc.exp))
-	case ifc.exp < 9:
-		ns = ts * pow10(9-ifc.exp)
-	default:
-		ns = ts / pow10(ifc.exp-9)
-	}
-	return int64(ns) + ifc.offset*1e9
-}
-
-func pow10(n uint8) uint64 {
-	p := uint64(1)
-	for ; n > 0; n-- {
-		p *= 10
-	}
-	return p
 }
 
 // Merge writes the packets of every input to w as one pcapng section, in
@@ -334,7 +276,7 @@ func Merge(ctx context.Context, w io.Writer, in []Input, opts MergeOptions) (Mer
 		off := len(m.buf)
 		m.buf = append(m.buf, b...)
 		le.PutUint32(m.buf[off+8:], r.ifc.out)
-		if r.ifc.exp != 9 || r.ifc.pow2 || r.ifc.offset != 0 {
+		if t := r.ifc.time; t.Exp != 9 || t.Pow2 || t.Offset != 0 {
 			le.PutUint32(m.buf[off+12:], uint32(uint64(r.ts)>>32))
 			le.PutUint32(m.buf[off+16:], uint32(r.ts))
 		}

@@ -2,6 +2,8 @@ package pcapio
 
 import (
 	"encoding/binary"
+	"fmt"
+	"math/bits"
 
 	"github.com/sonde-project/sonde/capture"
 )
@@ -89,11 +91,85 @@ func appendOpt(dst []byte, code uint16, v string) []byte {
 	return appendPad(dst, len(v))
 }
 
-// Interface describes one pcapng interface of the current section.
+// Interface describes one pcapng interface (an Interface Description Block).
 type Interface struct {
 	LinkType    capture.LinkType
+	Snaplen     uint32
 	Name        string // if_name, empty when absent
 	Description string // if_description, empty when absent
+	Time        TimeUnit
+}
+
+// TimeUnit is how an interface's packet timestamps count: units of 10^-Exp
+// seconds, or 2^-Exp with Pow2 (if_tsresol; microseconds by default), from
+// Offset seconds after the Unix epoch (if_tsoffset).
+type TimeUnit struct {
+	Exp    uint8
+	Pow2   bool
+	Offset int64
+}
+
+// Nanos converts a timestamp in u's units to Unix nanoseconds.
+func (u TimeUnit) Nanos(ts uint64) int64 {
+	var ns uint64
+	switch {
+	case u.Pow2:
+		sec := ts >> u.Exp
+		frac := ts & (1<<u.Exp - 1)
+		hi, lo := bits.Mul64(frac, 1e9)
+		// frac*1e9 / 2^exp in 128 bits; a shift by 64 yields 0 in Go.
+		ns = sec*1e9 + (lo>>u.Exp | hi<<(64-u.Exp))
+	case u.Exp <= 9:
+		ns = ts * pow10(9-u.Exp)
+	default:
+		ns = ts / pow10(u.Exp-9)
+	}
+	return int64(ns) + u.Offset*1e9
+}
+
+func pow10(n uint8) uint64 {
+	p := uint64(1)
+	for ; n > 0; n-- {
+		p *= 10
+	}
+	return p
+}
+
+// ParseIDB reads an Interface Description Block: b is the whole block, from
+// its type to its trailing length, in byte order o. Options it does not use
+// are skipped; a timestamp resolution it cannot convert is an error.
+func ParseIDB(o binary.ByteOrder, b []byte) (Interface, error) {
+	if len(b) < 20 {
+		return Interface{}, fmt.Errorf("interface description of %d bytes, want at least 20", len(b))
+	}
+	ifc := Interface{
+		LinkType: capture.LinkType(o.Uint16(b[8:])),
+		Snaplen:  o.Uint32(b[12:]),
+		Time:     TimeUnit{Exp: 6},
+	}
+	for opts := b[16 : len(b)-4]; len(opts) >= 4; {
+		code, n := o.Uint16(opts), int(o.Uint16(opts[2:]))
+		if code == optEndOfOpt || 4+n > len(opts) {
+			break
+		}
+		v := opts[4 : 4+n]
+		switch {
+		case code == optIfTsresol && n >= 1:
+			t := &ifc.Time
+			t.Exp, t.Pow2 = v[0]&0x7f, v[0]&0x80 != 0
+			if (!t.Pow2 && t.Exp > 19) || (t.Pow2 && t.Exp > 63) {
+				return Interface{}, fmt.Errorf("unsupported if_tsresol %#x", v[0])
+			}
+		case code == optIfTsoffset && n >= 8:
+			ifc.Time.Offset = int64(o.Uint64(v))
+		case code == optIfName:
+			ifc.Name = string(v)
+		case code == optIfDescription:
+			ifc.Description = string(v)
+		}
+		opts = opts[min(len(opts), 4+(n+3)&^3):]
+	}
+	return ifc, nil
 }
 
 // Interface returns interface i of the current pcapng section (the one
@@ -105,6 +181,5 @@ func (r *Reader) Interface(i int) (Interface, bool) {
 	if i < 0 || i >= len(r.ifaces) {
 		return Interface{}, false
 	}
-	ifc := r.ifaces[i]
-	return Interface{LinkType: ifc.linkType, Name: ifc.name, Description: ifc.description}, true
+	return r.ifaces[i], true
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/bits"
 
 	"github.com/sonde-project/sonde/capture"
 )
@@ -29,17 +28,6 @@ const (
 	maxMetaBlock = 1 << 20
 )
 
-type ngIface struct {
-	linkType capture.LinkType
-	snaplen  uint32
-	// A timestamp unit is 10^-exp seconds, or 2^-exp when pow2.
-	exp    uint8
-	pow2   bool
-	offset int64 // if_tsoffset, seconds
-
-	name, description string
-}
-
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
 	src    source
@@ -53,7 +41,7 @@ type Reader struct {
 	linkType capture.LinkType
 
 	// pcapng: interfaces of the current section.
-	ifaces  []ngIface
+	ifaces  []Interface
 	firstLT bool
 	good    int64 // offset just past the last whole record or block
 	err     error // sticky: after damage every call returns it
@@ -294,39 +282,16 @@ func (r *Reader) readIDB(off int64, length uint32) error {
 	if got := r.order.Uint32(b[length-4:]); got != length {
 		return fmt.Errorf("pcapio: interface description at byte offset %d: trailing length %d differs from leading length %d", off, got, length)
 	}
-	ifc := ngIface{
-		linkType: capture.LinkType(r.order.Uint16(b[8:])),
-		snaplen:  r.order.Uint32(b[12:]),
-		exp:      6,
-	}
-	opts := b[16 : length-4]
-	for len(opts) >= 4 {
-		code, n := r.order.Uint16(opts), int(r.order.Uint16(opts[2:]))
-		if code == optEndOfOpt || 4+n > len(opts) {
-			break
-		}
-		v := opts[4 : 4+n]
-		switch {
-		case code == optIfTsresol && n >= 1:
-			ifc.exp, ifc.pow2 = v[0]&0x7f, v[0]&0x80 != 0
-			if (!ifc.pow2 && ifc.exp > 19) || (ifc.pow2 && ifc.exp > 63) {
-				return fmt.Errorf("pcapio: interface description at byte offset %d: unsupported if_tsresol %#x", off, v[0])
-			}
-		case code == optIfTsoffset && n >= 8:
-			ifc.offset = int64(r.order.Uint64(v))
-		case code == optIfName:
-			ifc.name = string(v)
-		case code == optIfDescription:
-			ifc.description = string(v)
-		}
-		opts = opts[min(len(opts), 4+(n+3)&^3):]
+	ifc, err := ParseIDB(r.order, b)
+	if err != nil {
+		return fmt.Errorf("pcapio: interface description at byte offset %d: %w", off, err)
 	}
 	if len(r.ifaces) > 1<<16 {
 		return fmt.Errorf("pcapio: interface description at byte offset %d: more than %d interfaces in one section", off, 1<<16)
 	}
 	r.ifaces = append(r.ifaces, ifc)
 	if !r.firstLT {
-		r.linkType, r.firstLT = ifc.linkType, true
+		r.linkType, r.firstLT = ifc.LinkType, true
 	}
 	return nil
 }
@@ -356,7 +321,7 @@ func (r *Reader) readPacketBlock(off int64, typ, length uint32) (Record, error) 
 	if uint64(caplen+3)&^3 > uint64(length-epbOverhead) {
 		return Record{}, fmt.Errorf("pcapio: packet block at byte offset %d: captured length %d does not fit in block length %d", off, caplen, length)
 	}
-	rec := Record{Timestamp: r.ifaces[id].nanos(ts), Length: wire, Interface: int(id)}
+	rec := Record{Timestamp: r.ifaces[id].Time.Nanos(ts), Length: wire, Interface: int(id)}
 	return rec, r.readBody(off, &rec, int(caplen), length, 28)
 }
 
@@ -400,7 +365,7 @@ func (r *Reader) readSPB(off int64, length uint32) (Record, error) {
 	}
 	wire := r.order.Uint32(h[8:])
 	caplen := min(wire, length-16)
-	if s := r.ifaces[0].snaplen; s != 0 {
+	if s := r.ifaces[0].Snaplen; s != 0 {
 		caplen = min(caplen, s)
 	}
 	if caplen > MaxRecordBytes {
@@ -410,28 +375,3 @@ func (r *Reader) readSPB(off int64, length uint32) (Record, error) {
 	return rec, r.readBody(off, &rec, int(caplen), length, 12)
 }
 
-// nanos converts a timestamp in the interface's units to Unix nanoseconds.
-func (ifc *ngIface) nanos(ts uint64) int64 {
-	var ns uint64
-	switch {
-	case ifc.pow2:
-		sec := ts >> ifc.exp
-		frac := ts & (1<<ifc.exp - 1)
-		hi, lo := bits.Mul64(frac, 1e9)
-		// frac*1e9 / 2^exp in 128 bits; a shift by 64 yields 0 in Go.
-		ns = sec*1e9 + (lo>>ifc.exp | hi<<(64-ifc.exp))
-	case ifc.exp <= 9:
-		ns = ts * pow10(9-ifc.exp)
-	default:
-		ns = ts / pow10(ifc.exp-9)
-	}
-	return int64(ns) + ifc.offset*1e9
-}
-
-func pow10(n uint8) uint64 {
-	p := uint64(1)
-	for ; n > 0; n-- {
-		p *= 10
-	}
-	return p
-}
