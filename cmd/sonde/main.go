@@ -158,7 +158,7 @@ func configCheck(args []string, stdout, stderr io.Writer) int {
 func offloadConfig(cfg *config.Config) (offload.Config, error) {
 	oc := offload.Config{
 		Endpoint: cfg.S3Endpoint, Insecure: cfg.S3Insecure, Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, Region: cfg.S3Region,
-		PathStyle: cfg.S3PathStyle, CAFile: cfg.S3CAFile, Compress: cfg.S3Compress, Workers: cfg.S3UploadWorkers,
+		PathStyle: cfg.S3PathStyle, CAFile: cfg.S3CAFile, Compress: cfg.S3Compress, Workers: cfg.S3UploadWorkers, MaxAge: cfg.S3MaxAge,
 		Node: cfg.NodeName, DataDir: cfg.DataDir, ReportsDir: filepath.Join(cfg.DataDir, "reports"),
 		AccessKey: string(cfg.S3AccessKey), SecretKey: string(cfg.S3SecretKey), SessionToken: string(cfg.S3SessionToken),
 	}

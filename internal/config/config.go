@@ -130,8 +130,11 @@ type Config struct {
 	S3PathStyle     bool   `yaml:"s3_path_style"`
 	S3Compress      string `yaml:"s3_compress"`
 	S3UploadWorkers int    `yaml:"s3_upload_workers"`
-	S3AccessKeyFile string `yaml:"s3_access_key_file"`
-	S3SecretKeyFile string `yaml:"s3_secret_key_file"`
+	// S3MaxAge deletes uploaded capture files whose last packet is older
+	// (0: keep them, e.g. for a bucket lifecycle rule to expire).
+	S3MaxAge        time.Duration `yaml:"s3_max_age"`
+	S3AccessKeyFile string        `yaml:"s3_access_key_file"`
+	S3SecretKeyFile string        `yaml:"s3_secret_key_file"`
 	// Credentials from the environment; never printed.
 	S3AccessKey    Secret `yaml:"-"`
 	S3SecretKey    Secret `yaml:"-"`
@@ -485,7 +488,7 @@ func checkListen(addr string) error {
 func (c *Config) validateS3(bad func(string, any, string), errs *[]error) {
 	if !c.Offload() {
 		for flag, set := range map[string]bool{"s3-bucket": c.S3Bucket != "", "s3-prefix": c.S3Prefix != "", "s3-ca-file": c.S3CAFile != "",
-			"s3-access-key-file": c.S3AccessKeyFile != "", "s3-secret-key-file": c.S3SecretKeyFile != ""} {
+			"s3-access-key-file": c.S3AccessKeyFile != "", "s3-secret-key-file": c.S3SecretKeyFile != "", "s3-max-age": c.S3MaxAge != 0} {
 			if set {
 				*errs = append(*errs, fmt.Errorf("invalid --%s (%s): needs --s3-endpoint (object storage is off without it)", flag, c.Source(flag)))
 			}
@@ -510,6 +513,9 @@ func (c *Config) validateS3(bad func(string, any, string), errs *[]error) {
 	}
 	if c.S3UploadWorkers < 1 || c.S3UploadWorkers > 64 {
 		bad("s3-upload-workers", c.S3UploadWorkers, "want 1 to 64")
+	}
+	if c.S3MaxAge < 0 {
+		bad("s3-max-age", c.shown("s3-max-age", c.S3MaxAge.String()), "want 0 (keep objects forever) or a positive duration")
 	}
 	if (c.S3AccessKeyFile == "") != (c.S3SecretKeyFile == "") {
 		*errs = append(*errs, fmt.Errorf("invalid --s3-access-key-file %q with --s3-secret-key-file %q: want both set, or neither (then AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",

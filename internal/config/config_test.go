@@ -310,7 +310,7 @@ func TestGoodFiles(t *testing.T) {
 		MaxUploadSizeMB: 20, MaxQueueSize: 4, ReportWorkers: 2, ReportTTLHours: 72,
 		SnapshotTTL: 12 * time.Hour,
 		S3Endpoint:  "https://minio.storage.svc:9000", S3Bucket: "sonde-captures", S3Prefix: "prod/sonde", S3Region: "eu-west-1",
-		S3CAFile: "/etc/sonde/minio-ca.crt", S3PathStyle: true, S3Compress: "zstd", S3UploadWorkers: 4,
+		S3CAFile: "/etc/sonde/minio-ca.crt", S3PathStyle: true, S3Compress: "zstd", S3UploadWorkers: 4, S3MaxAge: 720 * time.Hour,
 		S3AccessKeyFile: "/etc/sonde/s3/access", S3SecretKeyFile: "/etc/sonde/s3/secret",
 	}
 	if !reflect.DeepEqual(settingsOf(c), *want) || c.ConfigFile != "testdata/good/full.yaml" {

@@ -88,6 +88,7 @@ var settings = []setting{
 	{"s3-path-style", []string{"SONDE_S3_PATH_STYLE"}, "s3_path_style", "path-style bucket addressing, as MinIO needs (false: virtual-hosted, bucket.host)", func(c *Config) any { return &c.S3PathStyle }},
 	{"s3-compress", []string{"SONDE_S3_COMPRESS"}, "s3_compress", "compress capture files before upload: none or zstd", func(c *Config) any { return &c.S3Compress }},
 	{"s3-upload-workers", []string{"SONDE_S3_UPLOAD_WORKERS"}, "s3_upload_workers", "uploads at once (1-64)", func(c *Config) any { return &c.S3UploadWorkers }},
+	{"s3-max-age", []string{"SONDE_S3_MAX_AGE"}, "s3_max_age", "delete uploaded capture files whose last packet is older than this (0: keep forever)", func(c *Config) any { return &c.S3MaxAge }},
 	{"s3-access-key-file", []string{"SONDE_S3_ACCESS_KEY_FILE"}, "s3_access_key_file", "file holding the access key (default: AWS_ACCESS_KEY_ID)", func(c *Config) any { return &c.S3AccessKeyFile }},
 	{"s3-secret-key-file", []string{"SONDE_S3_SECRET_KEY_FILE"}, "s3_secret_key_file", "file holding the secret key (default: AWS_SECRET_ACCESS_KEY)", func(c *Config) any { return &c.S3SecretKeyFile }},
 }

@@ -41,6 +41,9 @@ type Entry struct {
 	Uploaded    time.Time `json:"uploaded"`
 	// File is the ring's index entry of a ring file.
 	File *ring.FileInfo `json:"file,omitempty"`
+	// Deleted marks a catalog line that removes the object (remote
+	// retention deleted it); only Kind, Name and Key are set.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 const catalogName = "catalog.jsonl"
@@ -59,8 +62,9 @@ type catalog struct {
 	entries map[string]Entry // by kind/name
 	files   []ring.FileInfo  // ring files, sorted by First then Name
 	maxSpan int64
-	writeMu sync.Mutex // serialises appends to f
+	writeMu sync.Mutex // serialises appends to f and compaction
 	f       *os.File   // append handle
+	lines   int        // lines in the file; those beyond len(entries) are dead
 }
 
 func catalogKey(kind, name string) string { return kind + "/" + name }
@@ -87,7 +91,7 @@ func openCatalog(dir string) (*catalog, int, error) {
 		}
 		var e Entry
 		err := json.Unmarshal(line, &e)
-		if err == nil && (e.Name == "" || e.Key == "" || (e.Kind == KindFile && e.File == nil)) {
+		if err == nil && (e.Name == "" || e.Key == "" || (e.Kind == KindFile && e.File == nil && !e.Deleted)) {
 			err = errors.New("entry without name, key or file")
 		}
 		if err != nil || !bytes.HasSuffix(line, []byte("\n")) {
@@ -98,22 +102,21 @@ func openCatalog(dir string) (*catalog, int, error) {
 			return nil, 0, fmt.Errorf("offload: %s line %d is damaged (%v): fix or remove it (the store then gets everything again)", c.path, i+1, err)
 		}
 		k := catalogKey(e.Kind, e.Name)
+		if e.Deleted {
+			delete(c.entries, k)
+			continue
+		}
 		if _, ok := c.entries[k]; !ok {
 			order = append(order, k)
 		}
 		c.entries[k] = e
 	}
-	// Rewrite when the file holds duplicates or a torn line, so it stays
-	// one line per object.
-	if torn > 0 || len(order) != bytes.Count(b, []byte("\n")) {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		for _, k := range order {
-			if err := enc.Encode(c.entries[k]); err != nil {
-				return nil, 0, err
-			}
-		}
-		if err := writeAtomic(c.path, buf.Bytes()); err != nil {
+	order = slices.DeleteFunc(order, func(k string) bool { _, ok := c.entries[k]; return !ok })
+	c.lines = bytes.Count(b, []byte("\n"))
+	// Rewrite a torn line away, and compact when dead lines (replaced or
+	// deleted entries, and the deletions) outnumber live ones.
+	if torn > 0 || c.lines-len(c.entries) > len(c.entries) {
+		if err := c.rewrite(order); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -129,6 +132,85 @@ func openCatalog(dir string) (*catalog, int, error) {
 		return nil, 0, fmt.Errorf("offload: opening %s: %w", c.path, err)
 	}
 	return c, torn, nil
+}
+
+// rewrite replaces the file with one line per live entry, in order (all of
+// them when order is nil): a temporary file, fsync, rename, fsync of the
+// directory, so a crash leaves the old file or the new one, whole. It
+// does not touch f.
+func (c *catalog) rewrite(order []string) error {
+	if order == nil {
+		for k := range c.entries {
+			order = append(order, k)
+		}
+		slices.Sort(order)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, k := range order {
+		if err := enc.Encode(c.entries[k]); err != nil {
+			return err
+		}
+	}
+	if err := writeAtomic(c.path, buf.Bytes()); err != nil {
+		return err
+	}
+	c.lines = len(order)
+	return nil
+}
+
+// remove records the deletion of uploaded objects durably (one line each,
+// fsynced), drops them, and compacts the file when its dead lines outnumber
+// the live ones. It reports whether it compacted.
+func (c *catalog) remove(es []Entry) (compacted bool, err error) {
+	if len(es) == 0 {
+		return false, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, e := range es {
+		if err := enc.Encode(Entry{Kind: e.Kind, Name: e.Name, Key: e.Key, Deleted: true}); err != nil {
+			return false, err
+		}
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if _, err := c.f.Write(buf.Bytes()); err != nil {
+		return false, fmt.Errorf("offload: appending to %s: %w", c.path, err)
+	}
+	if err := c.f.Sync(); err != nil {
+		return false, fmt.Errorf("offload: fsync of %s: %w", c.path, err)
+	}
+	c.lines += len(es)
+	c.mu.Lock()
+	gone := map[string]bool{}
+	for _, e := range es {
+		k := catalogKey(e.Kind, e.Name)
+		if _, ok := c.entries[k]; ok && e.Kind == KindFile {
+			gone[e.Name] = true
+		}
+		delete(c.entries, k)
+	}
+	c.files = slices.DeleteFunc(c.files, func(f ring.FileInfo) bool { return gone[f.Name] })
+	live := len(c.entries)
+	c.mu.Unlock()
+	if c.lines-live <= live {
+		return false, nil
+	}
+	// Compact. Appends wait on writeMu; readers go on from memory.
+	c.mu.RLock()
+	err = c.rewrite(nil)
+	c.mu.RUnlock()
+	if err != nil {
+		return false, err
+	}
+	f, err := os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return true, fmt.Errorf("offload: opening %s: %w", c.path, err)
+	}
+	c.f.Close()
+	c.f = f
+	return true, nil
 }
 
 func sortFiles(files []ring.FileInfo) {
@@ -158,6 +240,7 @@ func (c *catalog) add(e Entry) error {
 	if err := c.f.Sync(); err != nil {
 		return fmt.Errorf("offload: fsync of %s: %w", c.path, err)
 	}
+	c.lines++
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := catalogKey(e.Kind, e.Name)

@@ -7,14 +7,18 @@ import (
 // metrics is the offload collector: counters kept here, queue gauges read
 // from the Offloader at scrape time.
 type metrics struct {
-	o             *Offloader
-	uploads       *prometheus.CounterVec
-	uploadedBytes prometheus.Counter
-	failures      *prometheus.CounterVec
-	seconds       prometheus.Histogram
-	lostFiles     prometheus.Counter
-	lostBytes     prometheus.Counter
-	remoteReads   prometheus.Counter
+	o              *Offloader
+	uploads        *prometheus.CounterVec
+	uploadedBytes  prometheus.Counter
+	failures       *prometheus.CounterVec
+	seconds        prometheus.Histogram
+	lostFiles      prometheus.Counter
+	lostBytes      prometheus.Counter
+	remoteReads    prometheus.Counter
+	expiredFiles   prometheus.Counter
+	expiredBytes   prometheus.Counter
+	deleteFailures *prometheus.CounterVec
+	compactions    prometheus.Counter
 
 	queueFiles, queueBytes, oldest, catalogObjects, catalogBytes *prometheus.Desc
 }
@@ -36,6 +40,14 @@ func newMetrics(o *Offloader) *metrics {
 			Help: "Bytes of the capture files in sonde_offload_lost_files_total."}),
 		remoteReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "sonde_offload_remote_reads_total",
 			Help: "Capture files read back from object storage for a window local disk no longer holds."}),
+		expiredFiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "sonde_offload_expired_files_total",
+			Help: "Capture files deleted from object storage (object and sidecar) by --s3-max-age."}),
+		expiredBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sonde_offload_expired_bytes_total",
+			Help: "Stored bytes of the capture files in sonde_offload_expired_files_total."}),
+		deleteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sonde_offload_delete_failures_total",
+			Help: "Failed deletions of expired objects, by reason; each is tried again at the next pass."}, []string{"reason"}),
+		compactions: prometheus.NewCounter(prometheus.CounterOpts{Name: "sonde_offload_catalog_compactions_total",
+			Help: "Rewrites of catalog.jsonl without its dead lines, done when they outnumber the live ones."}),
 		queueFiles:     prometheus.NewDesc("sonde_offload_queue_files", "Objects waiting to be uploaded.", nil, nil),
 		queueBytes:     prometheus.NewDesc("sonde_offload_queue_bytes", "Bytes waiting to be uploaded (before compression).", nil, nil),
 		oldest:         prometheus.NewDesc("sonde_offload_oldest_pending_timestamp_seconds", "First packet time of the oldest capture file not yet uploaded; 0 when none is waiting.", nil, nil),
@@ -44,6 +56,7 @@ func newMetrics(o *Offloader) *metrics {
 	}
 	for _, r := range reasons {
 		m.failures.WithLabelValues(r)
+		m.deleteFailures.WithLabelValues(r)
 	}
 	for _, k := range []string{"file", KindSnapshot, KindReport} {
 		m.uploads.WithLabelValues(k)
@@ -59,6 +72,10 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.lostFiles.Describe(ch)
 	m.lostBytes.Describe(ch)
 	m.remoteReads.Describe(ch)
+	m.expiredFiles.Describe(ch)
+	m.expiredBytes.Describe(ch)
+	m.deleteFailures.Describe(ch)
+	m.compactions.Describe(ch)
 	ch <- m.queueFiles
 	ch <- m.queueBytes
 	ch <- m.oldest
@@ -74,6 +91,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.lostFiles.Collect(ch)
 	m.lostBytes.Collect(ch)
 	m.remoteReads.Collect(ch)
+	m.expiredFiles.Collect(ch)
+	m.expiredBytes.Collect(ch)
+	m.deleteFailures.Collect(ch)
+	m.compactions.Collect(ch)
 	files, bytes, oldest := m.o.pending()
 	ch <- prometheus.MustNewConstMetric(m.queueFiles, prometheus.GaugeValue, float64(files))
 	ch <- prometheus.MustNewConstMetric(m.queueBytes, prometheus.GaugeValue, float64(bytes))

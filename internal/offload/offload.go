@@ -72,6 +72,14 @@ type Config struct {
 	// ScanInterval is how often pins and reports are looked for (default
 	// 10s).
 	ScanInterval time.Duration
+	// MaxAge is remote retention: uploaded capture files whose last packet
+	// is older than this are deleted from the store (object and sidecar)
+	// and from the catalog, except files a snapshot pins and files still
+	// on local disk. 0 keeps everything (a bucket lifecycle rule is the
+	// alternative). Snapshot manifests and report artifacts are kept.
+	MaxAge time.Duration
+	// RetentionInterval is how often MaxAge is applied (default 1m).
+	RetentionInterval time.Duration
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
 	Now       func() time.Time
@@ -89,6 +97,7 @@ const (
 	defaultMinBackoff   = time.Second
 	defaultMaxBackoff   = 5 * time.Minute
 	defaultScanInterval = 10 * time.Second
+	defaultRetention    = time.Minute
 	failureLogEvery     = 10 * time.Second
 )
 
@@ -109,6 +118,9 @@ func (c *Config) Validate() error {
 	if c.Compress == "" {
 		c.Compress = "none"
 	}
+	if c.RetentionInterval == 0 {
+		c.RetentionInterval = defaultRetention
+	}
 	if _, _, err := ParseEndpoint(c.Endpoint, c.Insecure); err != nil {
 		return fmt.Errorf("offload: Endpoint %q: %w", c.Endpoint, err)
 	}
@@ -121,6 +133,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("offload: Workers %d: want 1 to 64", c.Workers)
 	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("offload: backoff %s to %s is invalid", c.MinBackoff, c.MaxBackoff)
+	case c.MaxAge < 0:
+		return fmt.Errorf("offload: MaxAge %s: want 0 (keep forever) or a positive duration", c.MaxAge)
+	case c.RetentionInterval < 0:
+		return fmt.Errorf("offload: RetentionInterval %s is negative", c.RetentionInterval)
 	case c.DataDir == "":
 		return errors.New("offload: DataDir is empty")
 	case c.Node == "":
@@ -308,6 +324,13 @@ func (o *Offloader) Run(ctx context.Context, src Source) error {
 			o.work(ctx)
 		}()
 	}
+	var expire <-chan time.Time
+	if o.cfg.MaxAge > 0 {
+		o.Expire(ctx, src)
+		et := time.NewTicker(o.cfg.RetentionInterval)
+		defer et.Stop()
+		expire = et.C
+	}
 	t := time.NewTicker(o.cfg.ScanInterval)
 	defer t.Stop()
 	for {
@@ -317,8 +340,76 @@ func (o *Offloader) Run(ctx context.Context, src Source) error {
 			return o.cat.close()
 		case <-t.C:
 			o.scan(src)
+		case <-expire:
+			o.Expire(ctx, src)
 		}
 	}
+}
+
+// Expire applies MaxAge once: it deletes from the store the uploaded
+// capture files whose last packet is older than MaxAge, each object before
+// its sidecar, and then drops them from the catalog. A file some snapshot
+// of src pins, or that src still holds locally (deleting its copy would
+// only have it uploaded again), is kept. A failed deletion is counted and
+// tried again next time; a crash between the deletions and the catalog
+// line leaves entries whose objects are gone, which the next pass deletes
+// again (deleting a missing key succeeds). It returns how many files it
+// deleted.
+func (o *Offloader) Expire(ctx context.Context, src Source) int {
+	if o.cfg.MaxAge <= 0 {
+		return 0
+	}
+	cut := o.now().Add(-o.cfg.MaxAge).UnixNano()
+	keep := map[string]bool{}
+	for _, s := range src.Snapshots() {
+		for _, name := range s.Files {
+			keep[name] = true
+		}
+	}
+	for _, fi := range src.Files() {
+		keep[fi.Name] = true
+	}
+	var gone []Entry
+	var bytes int64
+	for _, fi := range o.cat.allFiles() {
+		if fi.Last >= cut || keep[fi.Name] {
+			continue
+		}
+		e, ok := o.cat.lookup(KindFile, fi.Name)
+		if !ok {
+			continue
+		}
+		err := o.client.RemoveObject(ctx, o.cfg.Bucket, e.Key, minio.RemoveObjectOptions{})
+		if err == nil {
+			err = o.client.RemoveObject(ctx, o.cfg.Bucket, e.Key+".json", minio.RemoveObjectOptions{})
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			o.m.deleteFailures.WithLabelValues(classify(err)).Inc()
+			o.log.Warn("deleting an expired object failed; trying again at the next pass", zap.String("key", e.Key), zap.Error(err))
+			break // the store is likely unreachable: the rest waits too
+		}
+		gone = append(gone, e)
+		bytes += e.StoredBytes
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+	compacted, err := o.cat.remove(gone)
+	if err != nil {
+		o.log.Error("recording deleted objects in the catalog failed", zap.Error(err))
+		return 0
+	}
+	o.m.expiredFiles.Add(float64(len(gone)))
+	o.m.expiredBytes.Add(float64(bytes))
+	if compacted {
+		o.m.compactions.Inc()
+	}
+	o.log.Info("deleted expired capture files from the store", zap.Int("files", len(gone)), zap.Int64("bytes", bytes),
+		zap.Duration("max_age", o.cfg.MaxAge), zap.Bool("catalog_compacted", compacted))
+	return len(gone)
 }
 
 func (o *Offloader) work(ctx context.Context) {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -725,4 +726,230 @@ func download(srv *httptest.Server, name string) (*http.Response, []byte, error)
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	return res, b, err
+}
+
+// fakeSource is a ring that holds no files locally and pins the given ones.
+type fakeSource struct{ pinned []string }
+
+func (f fakeSource) Files() []ring.FileInfo { return nil }
+func (f fakeSource) Snapshots() []ring.Snapshot {
+	return []ring.Snapshot{{ID: "pin", Files: f.pinned}}
+}
+
+func catalogLines(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "offload", catalogName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte("\n"))
+}
+
+// TestRemoteRetention: with MaxAge, files whose last packet is older are
+// deleted from the bucket (object and sidecar) and the catalog, except
+// pinned files and files still on local disk; the catalog is compacted
+// once its dead lines outnumber the live ones, and reopens to the same
+// content. The clock is injected.
+func TestRemoteRetention(t *testing.T) {
+	m := startMinio(t, bucket)
+	p := startProxy(t, m.addr)
+	// The clock runs at the real rate from a time the test sets.
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	setClock := func(at int64) { offset.Store(int64(time.Unix(0, at).Sub(time.Now()))) }
+	setClock(t0) // nothing is older than an hour
+	dir := t.TempDir()
+	mod := func(c *Config) {
+		c.MaxAge, c.RetentionInterval, c.Now = time.Hour, 100*time.Millisecond, clock
+	}
+	e := newEnv(t, m, p, dir, mod, ring.Config{Now: clock}, nil)
+	e.run()
+	e.capture(t0, 6, 200, 600, 8)
+	e.waitUploaded(30 * time.Second)
+	all := e.r.Files()
+	if len(all) != 6 {
+		t.Fatalf("%d files, want 6", len(all))
+	}
+	// Pin file 1, then keep two more files locally: 0, 2 and 3 are remote only.
+	if _, err := e.r.Pin(time.Unix(0, all[1].First), time.Unix(0, all[1].Last+1), 0, "INC-7"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the snapshot manifest uploaded", func() bool {
+		return counter(t, e.reg, "sonde_offload_uploads_total", "kind", "snapshot") == 1
+	})
+	if err := e.r.SetRetention(ring.Retention{MaxFiles: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.r.Files()); n != 3 {
+		t.Fatalf("%d local files, want 3 (pinned 1, and 4, 5)", n)
+	}
+	local := map[string]bool{}
+	for _, fi := range e.r.Files() {
+		local[fi.Name] = true
+	}
+	if !local[all[1].Name] || !local[all[4].Name] || !local[all[5].Name] {
+		t.Fatalf("local files %v, want 1, 4 and 5", local)
+	}
+	if n := counter(t, e.reg, "sonde_offload_expired_files_total"); n != 0 {
+		t.Fatalf("expired %v files while none is older than an hour", n)
+	}
+	if n := catalogLines(t, dir); n != 7 {
+		t.Fatalf("catalog has %d lines, want 7 (6 files and a snapshot)", n)
+	}
+	keys := func() map[string]bool {
+		out := map[string]bool{}
+		for k := range m.objects(t, bucket) {
+			out[k] = true
+		}
+		return out
+	}
+	has := func(objs map[string]bool, i int) bool {
+		k := e.o.FileKey(all[i])
+		if objs[k] != objs[k+".json"] {
+			t.Fatalf("object %s and its sidecar: one without the other", k)
+		}
+		return objs[k]
+	}
+
+	// An hour and 3 s after t0: files 0, 1 and 2 ended more than an hour
+	// ago (file 3 ends 995 ms later); 1 is pinned (and local), so 0 and 2
+	// go.
+	setClock(t0 + int64(time.Hour+3*time.Second))
+	waitFor(t, 10*time.Second, "two files expired", func() bool {
+		return counter(t, e.reg, "sonde_offload_expired_files_total") == 2
+	})
+	objs := keys()
+	for i, want := range []bool{false, true, false, true, true, true} {
+		if has(objs, i) != want {
+			t.Fatalf("file %d in the bucket: %v, want %v (bucket %v)", i, !want, want, objs)
+		}
+		if _, ok := e.o.Entry(all[i].Name); ok != want {
+			t.Fatalf("file %d in the catalog: %v, want %v", i, ok, want)
+		}
+	}
+	if n := len(e.o.Store(e.r).Files()); n != 4 {
+		t.Fatalf("the API lists %d files, want 4 (1, 3 local or remote, 4, 5)", n)
+	}
+	// 5 live entries, 2 dead and 2 deletion lines: not compacted yet.
+	if n := catalogLines(t, dir); n != 9 {
+		t.Fatalf("catalog has %d lines, want 9", n)
+	}
+
+	// Ten seconds later every file is old; 1, 4 and 5 are on local disk
+	// (deleting their copies would only upload them again): 3 goes, and the
+	// catalog's 6 dead lines now outnumber its 4 live ones.
+	setClock(t0 + int64(time.Hour+10*time.Second))
+	waitFor(t, 10*time.Second, "a third file expired", func() bool {
+		return counter(t, e.reg, "sonde_offload_expired_files_total") == 3
+	})
+	waitFor(t, 10*time.Second, "the catalog compacted", func() bool {
+		return counter(t, e.reg, "sonde_offload_catalog_compactions_total") == 1
+	})
+	if n := catalogLines(t, dir); n != 4 {
+		t.Fatalf("compacted catalog has %d lines, want 4 (3 files and the snapshot)", n)
+	}
+	objs = keys()
+	for i, want := range []bool{false, true, false, false, true, true} {
+		if has(objs, i) != want {
+			t.Fatalf("file %d in the bucket: %v, want %v", i, !want, want)
+		}
+	}
+	if !objs["captures/node1/snapshots/"+e.r.Snapshots()[0].ID+".json"] {
+		t.Fatal("the snapshot manifest was deleted")
+	}
+	var stored float64
+	for _, fi := range all[:4] {
+		if fi.Name != all[1].Name {
+			stored += float64(fi.Bytes) // uncompressed: stored bytes are the file's
+		}
+	}
+	if n := counter(t, e.reg, "sonde_offload_expired_bytes_total"); n != stored {
+		t.Fatalf("expired bytes %v, want %v", n, stored)
+	}
+	if n := counter(t, e.reg, "sonde_offload_catalog_objects"); n != 4 {
+		t.Fatalf("catalog objects %v, want 4", n)
+	}
+	// Pinned files are kept even when not on local disk.
+	if n := e.o.Expire(context.Background(), fakeSource{pinned: []string{all[4].Name}}); n != 2 {
+		t.Fatalf("expired %d with only file 4 pinned, want 2 (1 and 5)", n)
+	}
+	objs = keys()
+	for i, want := range []bool{false, false, false, false, true, false} {
+		if has(objs, i) != want {
+			t.Fatalf("file %d in the bucket: %v, want %v", i, !want, want)
+		}
+	}
+	e.stop()
+
+	// Reopened, the catalog lists the same.
+	o2, err := New(e.cfg, zaptest.NewLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.cat.close()
+	if files := o2.cat.allFiles(); len(files) != 1 || files[0].Name != all[4].Name || !o2.cat.has(KindSnapshot, e.r.Snapshots()[0].ID) {
+		t.Fatalf("reopened catalog lists %v, want file 4 and the snapshot", files)
+	}
+	if problems, err := testutil.CollectAndLint(e.o.Collector()); err != nil || len(problems) > 0 {
+		t.Fatalf("metrics lint: %v %+v", err, problems)
+	}
+}
+
+// TestCatalogCompaction: deletions are durable lines; compaction rewrites
+// the file atomically with live entries only, and appends continue after it.
+func TestCatalogCompaction(t *testing.T) {
+	dir := t.TempDir()
+	c, _, err := openCatalog(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []Entry
+	for i := range 10 {
+		fi := ring.FileInfo{Name: "f" + string(rune('a'+i)), First: int64(i), Last: int64(i)}
+		e := Entry{Name: fi.Name, Key: "k/" + fi.Name, File: &fi}
+		es = append(es, e)
+		if err := c.add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done, err := c.remove(es[:2]); err != nil || done {
+		t.Fatalf("remove 2 of 10: compacted %v %v, want none (12 lines, 8 live)", done, err)
+	}
+	if n := bytes.Count(must(os.ReadFile(filepath.Join(dir, catalogName))), []byte("\n")); n != 12 {
+		t.Fatalf("%d lines, want 12 (10 uploads, 2 deletions)", n)
+	}
+	if done, err := c.remove(es[2:5]); err != nil || !done {
+		t.Fatalf("remove 3 more: compacted %v %v, want compaction (15 lines, 5 live)", done, err)
+	}
+	fi := ring.FileInfo{Name: "new", First: 100, Last: 100}
+	if err := c.add(Entry{Name: "new", Key: "k/new", File: &fi}); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	b, _ := os.ReadFile(filepath.Join(dir, catalogName))
+	if n := bytes.Count(b, []byte("\n")); n != 6 {
+		t.Fatalf("catalog has %d lines after compaction and one append, want 6:\n%s", n, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, catalogName+".tmp")); err == nil {
+		t.Fatal("temporary file left behind")
+	}
+	c2, _, err := openCatalog(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.close()
+	var names []string
+	for _, f := range c2.allFiles() {
+		names = append(names, f.Name)
+	}
+	if !slices.Equal(names, []string{"ff", "fg", "fh", "fi", "fj", "new"}) {
+		t.Fatalf("reopened catalog lists %v", names)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
