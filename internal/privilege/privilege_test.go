@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -59,6 +60,9 @@ func TestDrop(t *testing.T) {
 }
 
 func dropChild() error {
+	// In cgo builds (-race among them) no_new_privs can be set only on the
+	// calling thread, so check it on the thread that dropped: this one.
+	runtime.LockOSThread()
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 	if err != nil {
 		return fmt.Errorf("open a packet socket as root: %w", err)
@@ -80,7 +84,7 @@ func dropChild() error {
 	if err := Drop(65534, 65534); err != nil {
 		return err
 	}
-	st, err := Self()
+	st, err := ReadStatus("/proc/thread-self/status")
 	if err != nil {
 		return err
 	}
