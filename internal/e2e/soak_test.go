@@ -22,13 +22,17 @@ import (
 // where it settled, goroutines stay constant, the kernel drops nothing, and
 // the ring stays within its byte budget.
 //
-// The warm-up is the first half: the analysis flow table is preallocated
-// and its pages are touched as flows first appear, so resident memory climbs
-// to its plateau until every one of the 65 536 flows has been seen (about
-// 20 s at this rate), bounded by --max-flows; only growth after that would be
-// a leak.
+// The warm-up is the first half, and at least 40 s: the analysis flow table
+// is preallocated and its pages are touched as flows first appear, and
+// resident memory steps up as each of the first analysis windows (10 s)
+// closes, until the engine's free lists (flow-record buffers and window
+// parts, two per worker) and its kept windows are full, then flattens. Measured at this rate (80 s run): +15-19 MB at 8,
+// 18, 28 and 38 s, then 263 to 270 MB over the next 40 s. A 40 s run judged
+// from 20 s saw the 28 and 38 s steps as growth (10.3 %, failed in CI), so
+// the plateau is judged only after the fourth window. Only growth after that
+// would be a leak.
 //
-// SONDE_SOAK_DURATION sets the length (default 40s, as in CI; `make soak
+// SONDE_SOAK_DURATION sets the length (default 60s, as in CI; `make soak
 // DURATION=10m` for the real thing) and SONDE_SOAK_RATE trafgen's rate
 // (default 50000pps so that a busy CI machine is not the limit; "max" for
 // trafgen's full speed).
@@ -39,7 +43,7 @@ func TestSoak(t *testing.T) {
 		}
 		t.Skip("trafgen (netsniff-ng) not installed")
 	}
-	duration := 40 * time.Second
+	duration := 60 * time.Second
 	if v, err := time.ParseDuration(os.Getenv("SONDE_SOAK_DURATION")); err == nil && v > 0 {
 		duration = v
 	}
@@ -133,7 +137,14 @@ func TestSoak(t *testing.T) {
 	stopGen()
 	d.stop()
 
-	warm := len(samples) / 2
+	warmUp := max(duration/2, 40*time.Second)
+	warm := len(samples) - 1
+	for i, s := range samples {
+		if s.at >= warmUp {
+			warm = i
+			break
+		}
+	}
 	base := samples[warm]
 	for _, s := range samples {
 		t.Logf("t=%5.1fs rss=%6d KiB goroutines=%3.0f packets=%10.0f kernel drops=%v user drops=%v ring=%5.1f MiB",
