@@ -208,8 +208,15 @@ func TestCraftedDupAckNeedsNextSeq(t *testing.T) {
 		sack(3010, 1, 1001, 64000),   // 6: old sequence: not a duplicate
 		sack(3020, 101, 1001, 64000), // 7: duplicate
 		sack(3030, 101, 1001, 64000), // 8: duplicate
+		craftSeg{at: 3040, flags: tACK, seq: 1001, ack: 101, win: 64000}, // 9
+		// The client's segments from 1001 to 5001 never reach the capture
+		// (lost before it, as the sender's queue drops them under load):
+		// its next pure ACK is past the next sequence, so not a duplicate,
+		// and the one after it is.
+		craftSeg{at: 4000, flags: tACK, seq: 5001, ack: 101, win: 64000}, // 10
+		craftSeg{at: 4010, flags: tACK, seq: 5001, ack: 101, win: 64000}, // 11: duplicate
 	)
-	checkCrafted(t, segs, map[int]tcpFlag{7: flagDupAck, 8: flagDupAck})
+	checkCrafted(t, segs, map[int]tcpFlag{7: flagDupAck, 8: flagDupAck, 11: flagDupAck})
 }
 
 // TestCraftedKeepAliveAck: the ACKs answering a keep-alive repeat the last

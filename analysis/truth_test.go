@@ -78,28 +78,6 @@ func tsharkCount(t testing.TB, file, filter string) uint64 {
 	return uint64(len(tsharkFields(t, file, filter, "frame.number")))
 }
 
-// tsharkInitialRTTs returns tshark's initial RTT of every TCP stream that
-// has one, sorted.
-func tsharkInitialRTTs(t testing.TB, file string) []float64 {
-	seen := map[string]float64{}
-	for _, l := range tsharkFields(t, file, "tcp.analysis.initial_rtt", "tcp.stream", "tcp.analysis.initial_rtt") {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err == nil {
-			seen[f[0]] = v
-		}
-	}
-	var out []float64
-	for _, v := range seen {
-		out = append(out, v)
-	}
-	sort.Float64s(out)
-	return out
-}
-
 func nearestRank(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {
 		return 0
@@ -115,54 +93,146 @@ func within(got, want, rel float64) bool {
 	return math.Abs(got-want)/want <= rel
 }
 
+// tsharkSummary is tshark's reading of a capture, counted from one pass of
+// tshark -T fields: each count is the number of frames the display filter
+// in its comment matches, a comparison of a field that occurs more than
+// once in a frame (headers inside ICMP errors, both UDP ports) matching
+// when any occurrence does, as in a display filter.
+type tsharkSummary struct {
+	packets, bytes uint64
+	tcp            uint64 // ip.proto==6 || ipv6.nxt==6
+	udp            uint64 // ip.proto==17 || ipv6.nxt==17
+	icmp           uint64 // ip.proto==1
+	arp            uint64 // arp
+	dnsQueries     uint64 // dns.flags.response==0 && udp.port==53
+	dnsResponses   uint64 // dns.flags.response==1 && udp.port==53
+	dnsRcodes      [4]uint64
+	resets         uint64 // tcp.flags.reset==1
+	// flags counts the frames with each tcp.analysis class, by its field
+	// (tcpFlagNames); retrans those with any retransmission class.
+	flags   map[string]uint64
+	retrans uint64
+	// initialRTTs is tcp.analysis.initial_rtt of every TCP stream that has
+	// one, sorted.
+	initialRTTs []float64
+}
+
+func tsharkSummarize(t testing.TB, file string) *tsharkSummary {
+	t.Helper()
+	fields := []string{"frame.len", "frame.protocols", "ip.proto", "ipv6.nxt", "udp.port", "dns.flags.response", "dns.flags.rcode",
+		"tcp.flags.reset", "tcp.stream", "tcp.analysis.initial_rtt"}
+	const nfixed = 10
+	for _, n := range tcpFlagNames {
+		fields = append(fields, n.field)
+	}
+	s := &tsharkSummary{flags: map[string]uint64{}}
+	rtts := map[string]float64{}
+	// any reports whether one of the comma-separated occurrences is v.
+	any := func(occ, v string) bool {
+		for _, o := range strings.Split(occ, ",") {
+			if o == v {
+				return true
+			}
+		}
+		return false
+	}
+	isTrue := func(occ string) bool { return any(occ, "1") || any(occ, "True") }
+	b := func(ok bool) uint64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	for _, l := range tsharkFields(t, file, "", fields...) {
+		v := strings.Split(l, "\t")
+		if len(v) != len(fields) {
+			t.Fatalf("tshark line %q: %d fields, want %d", l, len(v), len(fields))
+		}
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			t.Fatalf("tshark frame.len %q", v[0])
+		}
+		s.packets++
+		s.bytes += n
+		protos, ipProto, ip6Next, udpPort, resp, rcode := v[1], v[2], v[3], v[4], v[5], v[6]
+		s.tcp += b(any(ipProto, "6") || any(ip6Next, "6"))
+		s.udp += b(any(ipProto, "17") || any(ip6Next, "17"))
+		s.icmp += b(any(ipProto, "1"))
+		s.arp += b(any(strings.ReplaceAll(protos, ":", ","), "arp"))
+		if any(udpPort, "53") {
+			s.dnsQueries += b(any(resp, "0") || any(resp, "False"))
+			if any(resp, "1") || any(resp, "True") {
+				s.dnsResponses++
+				for rc := range s.dnsRcodes {
+					s.dnsRcodes[rc] += b(any(rcode, strconv.Itoa(rc)))
+				}
+			}
+		}
+		s.resets += b(isTrue(v[7]))
+		if v[8] != "" && v[9] != "" {
+			if r, err := strconv.ParseFloat(strings.Split(v[9], ",")[0], 64); err == nil {
+				rtts[strings.Split(v[8], ",")[0]] = r
+			}
+		}
+		retrans := false
+		for i, f := range tcpFlagNames {
+			if v[nfixed+i] != "" {
+				s.flags[f.field]++
+				retrans = retrans || f.f&(flagRetrans|flagFast|flagSpurious) != 0
+			}
+		}
+		s.retrans += b(retrans)
+	}
+	for _, r := range rtts {
+		s.initialRTTs = append(s.initialRTTs, r)
+	}
+	sort.Float64s(s.initialRTTs)
+	return s
+}
+
 // compareWithTshark checks a snapshot of file against tshark's reading of
 // the same file: counts exactly, retransmissions and handshake RTT within
 // 5 %.
 func compareWithTshark(t *testing.T, file string, s *Snapshot) {
 	t.Helper()
 	c := &s.Totals
-	var bytes uint64
-	lens := tsharkFields(t, file, "", "frame.len")
-	for _, l := range lens {
-		n, _ := strconv.ParseUint(l, 10, 64)
-		bytes += n
-	}
+	ts := tsharkSummarize(t, file)
 	exact := []struct {
 		what string
 		got  uint64
 		want uint64
 	}{
-		{"packets", c.Packets, uint64(len(lens))},
-		{"bytes", c.Bytes, bytes},
-		{"tcp packets", c.Protos[ProtoTCP].Packets, tsharkCount(t, file, "ip.proto==6 || ipv6.nxt==6")},
-		{"udp packets", c.Protos[ProtoUDP].Packets, tsharkCount(t, file, "ip.proto==17 || ipv6.nxt==17")},
-		{"icmp packets", c.Protos[ProtoICMP].Packets, tsharkCount(t, file, "ip.proto==1")},
-		{"arp packets", c.Protos[ProtoARP].Packets, tsharkCount(t, file, "arp")},
-		{"dns queries", c.DNS.Queries, tsharkCount(t, file, "dns.flags.response==0 && udp.port==53")},
-		{"dns responses", c.DNS.Responses, tsharkCount(t, file, "dns.flags.response==1 && udp.port==53")},
-		{"dns NOERROR", c.DNS.Rcodes[0], tsharkCount(t, file, "dns.flags.response==1 && dns.flags.rcode==0 && udp.port==53")},
-		{"dns SERVFAIL", c.DNS.Rcodes[2], tsharkCount(t, file, "dns.flags.response==1 && dns.flags.rcode==2 && udp.port==53")},
-		{"dns NXDOMAIN", c.DNS.Rcodes[3], tsharkCount(t, file, "dns.flags.response==1 && dns.flags.rcode==3 && udp.port==53")},
-		{"tcp RST segments", c.TCP.Resets, tsharkCount(t, file, "tcp.flags.reset==1")},
-		{"tcp zero windows", c.TCP.ZeroWindows, tsharkCount(t, file, "tcp.analysis.zero_window")},
+		{"packets", c.Packets, ts.packets},
+		{"bytes", c.Bytes, ts.bytes},
+		{"tcp packets", c.Protos[ProtoTCP].Packets, ts.tcp},
+		{"udp packets", c.Protos[ProtoUDP].Packets, ts.udp},
+		{"icmp packets", c.Protos[ProtoICMP].Packets, ts.icmp},
+		{"arp packets", c.Protos[ProtoARP].Packets, ts.arp},
+		{"dns queries", c.DNS.Queries, ts.dnsQueries},
+		{"dns responses", c.DNS.Responses, ts.dnsResponses},
+		{"dns NOERROR", c.DNS.Rcodes[0], ts.dnsRcodes[0]},
+		{"dns SERVFAIL", c.DNS.Rcodes[2], ts.dnsRcodes[2]},
+		{"dns NXDOMAIN", c.DNS.Rcodes[3], ts.dnsRcodes[3]},
+		{"tcp RST segments", c.TCP.Resets, ts.resets},
+		{"tcp zero windows", c.TCP.ZeroWindows, ts.flags["tcp.analysis.zero_window"]},
 		// The classes below follow tcp_analyze_sequence_number's order and
 		// conditions, so they are held to equality too.
-		{"tcp window full", c.TCP.LowWindows, tsharkCount(t, file, "tcp.analysis.window_full")},
-		{"tcp duplicate ACKs", c.TCP.DupAcks, tsharkCount(t, file, "tcp.analysis.duplicate_ack")},
-		{"tcp fast retransmissions", c.TCP.FastRetransmissions, tsharkCount(t, file, "tcp.analysis.fast_retransmission")},
-		{"tcp spurious retransmissions", c.TCP.SpuriousRetransmits, tsharkCount(t, file, "tcp.analysis.spurious_retransmission")},
-		{"tcp out of order", c.TCP.OutOfOrder, tsharkCount(t, file, "tcp.analysis.out_of_order")},
+		{"tcp window full", c.TCP.LowWindows, ts.flags["tcp.analysis.window_full"]},
+		{"tcp duplicate ACKs", c.TCP.DupAcks, ts.flags["tcp.analysis.duplicate_ack"]},
+		{"tcp fast retransmissions", c.TCP.FastRetransmissions, ts.flags["tcp.analysis.fast_retransmission"]},
+		{"tcp spurious retransmissions", c.TCP.SpuriousRetransmits, ts.flags["tcp.analysis.spurious_retransmission"]},
+		{"tcp out of order", c.TCP.OutOfOrder, ts.flags["tcp.analysis.out_of_order"]},
 	}
 	for _, e := range exact {
 		if e.got != e.want {
 			t.Errorf("%s: %s %d, tshark %d", filepath.Base(file), e.what, e.got, e.want)
 		}
 	}
-	retrans := tsharkCount(t, file, "tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.spurious_retransmission")
+	retrans := ts.retrans
 	if !within(float64(c.TCP.Retransmissions), float64(retrans), 0.05) && absDiff(c.TCP.Retransmissions, retrans) > 1 {
 		t.Errorf("%s: retransmissions %d, tshark %d", filepath.Base(file), c.TCP.Retransmissions, retrans)
 	}
-	rtts := tsharkInitialRTTs(t, file)
+	rtts := ts.initialRTTs
 	if uint64(len(rtts)) != c.TCP.HandshakeRTT.Count {
 		t.Errorf("%s: %d handshake RTTs, tshark %d", filepath.Base(file), c.TCP.HandshakeRTT.Count, len(rtts))
 	}
