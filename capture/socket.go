@@ -33,10 +33,11 @@ func openSocket(ifindex int, cfg *Config) (s *socket, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("create AF_PACKET socket: %w", err)
 	}
-	s = &socket{fd: fd}
+	sock := &socket{fd: fd}
+	s = sock
 	defer func() {
 		if err != nil {
-			s.close()
+			sock.close() // s is nil by now: every error returns nil, err
 		}
 	}()
 	if err := attachFilter(fd, []unix.SockFilter{{Code: 0x06, K: 0}}); err != nil { // ret #0
