@@ -205,9 +205,9 @@ func TestCraftedDupAckNeedsNextSeq(t *testing.T) {
 	segs := append(handshake(),
 		data(2000, 1, 1000),
 		craftSeg{at: 3000, server: true, flags: tACK | tPSH, seq: 1, ack: 1001, len: 100, win: 64000},
-		sack(3010, 1, 1001, 64000),   // 6: old sequence: not a duplicate
-		sack(3020, 101, 1001, 64000), // 7: duplicate
-		sack(3030, 101, 1001, 64000), // 8: duplicate
+		sack(3010, 1, 1001, 64000),                                       // 6: old sequence: not a duplicate
+		sack(3020, 101, 1001, 64000),                                     // 7: duplicate
+		sack(3030, 101, 1001, 64000),                                     // 8: duplicate
 		craftSeg{at: 3040, flags: tACK, seq: 1001, ack: 101, win: 64000}, // 9
 		// The client's segments from 1001 to 5001 never reach the capture
 		// (lost before it, as the sender's queue drops them under load):
@@ -248,4 +248,30 @@ func TestCraftedZeroWindowProbe(t *testing.T) {
 		data(902000, 1001, 1000),     // 9: new data
 	)
 	checkCrafted(t, segs, map[int]tcpFlag{5: flagZeroWindow})
+}
+
+// TestCraftedFINRetransmission: a FIN counts one in the sequence, so a
+// quick resend of a FIN segment ends where the next sequence is: a
+// retransmission, not out of order (the loaded-run mismatch of a FIN
+// resent 26 µs after the original, inside the 69 µs handshake RTT).
+func TestCraftedFINRetransmission(t *testing.T) {
+	segs := append(handshake(),
+		data(2000, 1, 1000),
+		craftSeg{at: 2100, flags: tACK | tPSH | tFIN, seq: 1001, ack: 1, len: 500, win: 64000},
+		sack(2200, 1, 1001, 64000),
+		craftSeg{at: 2300, flags: tACK | tPSH | tFIN, seq: 1001, ack: 1, len: 500, win: 64000}, // 7
+	)
+	checkCrafted(t, segs, map[int]tcpFlag{7: flagRetrans})
+}
+
+// TestCraftedSpuriousBeforeOutOfOrder: data the receiver has acknowledged,
+// resent within the out-of-order threshold, is a spurious retransmission.
+func TestCraftedSpuriousBeforeOutOfOrder(t *testing.T) {
+	segs := append(handshake(),
+		data(2000, 1, 1000),
+		data(2010, 1001, 1000),
+		sack(2200, 1, 2001, 64000),
+		data(2300, 1, 1000), // 7
+	)
+	checkCrafted(t, segs, map[int]tcpFlag{7: flagRetrans | flagSpurious})
 }
