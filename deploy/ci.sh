@@ -2,7 +2,8 @@
 # CI for deploy/ (called from .ci/run, as root on a fresh Debian machine):
 # installs Docker, Compose, Prometheus and Helm from Debian and the Go module
 # proxy; builds the real Dockerfile offline against local stand-in base
-# images, for amd64 and (cross-compiled, inspected, not run) arm64; runs the
+# images, for amd64 and arm64 (cross-compiled, inspected, and its offline
+# analysis run under qemu-user against the amd64 image's); runs the
 # amd64 image and the compose sensor; lints and strictly decodes the Helm
 # chart and plain manifests; runs Prometheus against a live sensor in a
 # network namespace (queries and alerts). Network tests touch only
@@ -83,6 +84,31 @@ esac
 size=$(docker image inspect -f '{{.Size}}' "$arm64")
 [ "$size" -lt $((25 * 1000 * 1000)) ] || { echo "FAIL: $arm64 is $size bytes, want < 25 MB" >&2; exit 1; }
 echo "ok: $arm64: $platform, $size bytes; /sonde: $elf"
+
+# The arm64 image run, under qemu-user (binfmt_misc, registered with the F
+# flag so containers find the emulator): its offline analysis must equal the
+# amd64 image's byte for byte. Capture itself cannot be run this way:
+# qemu-user refuses SOL_PACKET socket options ("protocol not available").
+step "arm64 image under qemu-user: analyze equals the amd64 image's"
+apt-get install -y -q --no-install-recommends qemu-user-static >/dev/null
+binfmt=/proc/sys/fs/binfmt_misc
+mountpoint -q "$binfmt" || mount -t binfmt_misc binfmt_misc "$binfmt"
+[ -e "$binfmt/qemu-aarch64" ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register"
+version=$(docker run --rm --platform linux/arm64 "$arm64" version)
+case "$version" in *linux/arm64*) ;; *) echo "FAIL: $arm64 version: $version" >&2; exit 1 ;; esac
+samples=(resp_1_benchmark.pcap mptcp-v1.pcapng edns-opts.pcap)
+for f in "${samples[@]}"; do
+	for img in "$arm64" sonde:ci; do
+		plat=linux/amd64
+		[ "$img" = "$arm64" ] && plat=linux/arm64
+		docker run --rm --platform "$plat" -v "$PWD/cmd/sonde/testdata/analyze:/in:ro" "$img" \
+			analyze --format json "/in/$f" >"/tmp/sonde-ci-analyze-${plat#linux/}.json"
+	done
+	cmp /tmp/sonde-ci-analyze-arm64.json /tmp/sonde-ci-analyze-amd64.json \
+		|| { echo "FAIL: analyze $f differs between arm64 and amd64" >&2; exit 1; }
+done
+rm -f /tmp/sonde-ci-analyze-*.json
+echo "ok: $arm64 runs under emulation ($version); analyze of ${samples[*]} byte-identical to amd64's"
 
 if [ -n "$helm_job" ]; then
 	step "waiting for helm $HELM_VERSION to build"
