@@ -58,15 +58,15 @@ type TCPCounters struct {
 	// RTORetransmissions are plain retransmissions sent at least 200 ms
 	// (the Linux minimum RTO) and twice the handshake RTT after the
 	// highest sequence was sent: the sender timed out.
-	RTORetransmissions   uint64
+	RTORetransmissions uint64
 	// The classes below are the segments tshark flags with the
 	// tcp.analysis field named, by the same rules (tcpSegment).
-	SpuriousRetransmits  uint64 // spurious_retransmission: data the receiver had already acknowledged
-	OutOfOrder           uint64 // out_of_order
-	DupAcks              uint64 // duplicate_ack
-	ZeroWindows          uint64 // zero_window
-	LowWindows           uint64 // window_full: data reaching the right edge of the advertised window
-	KeepAlives           uint64 // keep_alive
+	SpuriousRetransmits  uint64    // spurious_retransmission: data the receiver had already acknowledged
+	OutOfOrder           uint64    // out_of_order
+	DupAcks              uint64    // duplicate_ack
+	ZeroWindows          uint64    // zero_window
+	LowWindows           uint64    // window_full: data reaching the right edge of the advertised window
+	KeepAlives           uint64    // keep_alive
 	HandshakeSYN         Histogram // SYN to SYN-ACK: the path beyond the capture point
 	HandshakeACK         Histogram // SYN-ACK to ACK: the path before the capture point
 	HandshakeRTT         Histogram // SYN to the first ACK: Wireshark's tcp.analysis.initial_rtt
