@@ -477,10 +477,11 @@ func (w *worker) checkLink(log *zap.Logger, pollErr bool) bool {
 		}
 		return true
 	case !up:
+		// The reason first: whoever sees the state down sees why.
+		w.iface.errMsg.Store("interface is down")
 		if w.iface.state.Swap(StateDown) != StateDown {
 			log.Warn("interface is down; capture resumes when it comes back up")
 		}
-		w.iface.errMsg.Store("interface is down")
 		if pollErr {
 			time.Sleep(pollInterval) // POLLERR stays set while down; don't spin
 		}
