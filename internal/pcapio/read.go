@@ -374,4 +374,3 @@ func (r *Reader) readSPB(off int64, length uint32) (Record, error) {
 	rec := Record{Length: wire}
 	return rec, r.readBody(off, &rec, int(caplen), length, 12)
 }
-
