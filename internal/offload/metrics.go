@@ -19,6 +19,9 @@ type metrics struct {
 	expiredBytes   prometheus.Counter
 	deleteFailures *prometheus.CounterVec
 	compactions    prometheus.Counter
+	rebuiltFiles   prometheus.Gauge
+	rebuiltBytes   prometheus.Gauge
+	rebuildSkipped prometheus.Gauge
 
 	queueFiles, queueBytes, oldest, catalogObjects, catalogBytes *prometheus.Desc
 }
@@ -48,6 +51,12 @@ func newMetrics(o *Offloader) *metrics {
 			Help: "Failed deletions of expired objects, by reason; each is tried again at the next pass."}, []string{"reason"}),
 		compactions: prometheus.NewCounter(prometheus.CounterOpts{Name: "sonde_offload_catalog_compactions_total",
 			Help: "Rewrites of catalog.jsonl without its dead lines, done when they outnumber the live ones."}),
+		rebuiltFiles: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sonde_offload_catalog_rebuilt_files",
+			Help: "Capture files recovered from the store's sidecars when this process rebuilt a missing catalog.jsonl; 0 when it did not."}),
+		rebuiltBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sonde_offload_catalog_rebuilt_bytes",
+			Help: "Stored bytes of sonde_offload_catalog_rebuilt_files."}),
+		rebuildSkipped: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sonde_offload_catalog_rebuild_skipped_sidecars",
+			Help: "Sidecars skipped by the catalog rebuild as not valid index entries (each logged with its key); their files are not listed."}),
 		queueFiles:     prometheus.NewDesc("sonde_offload_queue_files", "Objects waiting to be uploaded.", nil, nil),
 		queueBytes:     prometheus.NewDesc("sonde_offload_queue_bytes", "Bytes waiting to be uploaded (before compression).", nil, nil),
 		oldest:         prometheus.NewDesc("sonde_offload_oldest_pending_timestamp_seconds", "First packet time of the oldest capture file not yet uploaded; 0 when none is waiting.", nil, nil),
@@ -76,6 +85,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.expiredBytes.Describe(ch)
 	m.deleteFailures.Describe(ch)
 	m.compactions.Describe(ch)
+	m.rebuiltFiles.Describe(ch)
+	m.rebuiltBytes.Describe(ch)
+	m.rebuildSkipped.Describe(ch)
 	ch <- m.queueFiles
 	ch <- m.queueBytes
 	ch <- m.oldest
@@ -95,6 +107,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.expiredBytes.Collect(ch)
 	m.deleteFailures.Collect(ch)
 	m.compactions.Collect(ch)
+	m.rebuiltFiles.Collect(ch)
+	m.rebuiltBytes.Collect(ch)
+	m.rebuildSkipped.Collect(ch)
 	files, bytes, oldest := m.o.pending()
 	ch <- prometheus.MustNewConstMetric(m.queueFiles, prometheus.GaugeValue, float64(files))
 	ch <- prometheus.MustNewConstMetric(m.queueBytes, prometheus.GaugeValue, float64(bytes))

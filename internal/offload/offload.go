@@ -160,6 +160,8 @@ type Offloader struct {
 	lastLog     time.Time        // of a failure, for rate limiting
 	wake        chan struct{}
 
+	rebuildPending bool // the catalog is owed a rebuild from the store (see rebuildLate)
+
 	m *metrics
 }
 
@@ -177,8 +179,12 @@ type task struct {
 	evicted ring.EvictReason
 }
 
-// New loads the catalog and builds the client; it does not contact the
-// store. Metrics are registered on reg when it is not nil.
+// New loads the catalog and builds the client. It contacts the store only
+// when DataDir/offload/catalog.jsonl does not exist (a new or lost data
+// directory): the catalog is then rebuilt from the node's objects and their
+// sidecars first (see rebuildCatalog); when the store cannot be listed it
+// starts empty and Run rebuilds it once the store answers. Metrics are
+// registered on reg when it is not nil.
 func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Offloader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -187,7 +193,13 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Offloader, er
 	if err != nil {
 		return nil, err
 	}
-	cat, torn, err := openCatalog(filepath.Join(cfg.DataDir, "offload"))
+	dir := filepath.Join(cfg.DataDir, "offload")
+	rb, rebuilt, rerr := rebuildCatalog(context.Background(), client, &cfg, dir)
+	var later errRebuildLater
+	if rerr != nil && !errors.As(rerr, &later) {
+		return nil, rerr
+	}
+	cat, torn, err := openCatalog(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -195,10 +207,19 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Offloader, er
 		cfg: cfg, log: log.With(zap.String("component", "offload"), zap.String("bucket", cfg.Bucket)),
 		client: client, cat: cat, tasks: map[string]*task{}, wake: make(chan struct{}, 1),
 	}
+	o.m = newMetrics(o)
+	switch {
+	case rebuilt:
+		o.rebuilt(rb)
+	case rerr != nil:
+		o.log.Error("catalog.jsonl is missing and the store could not be listed to rebuild it: the node's earlier uploads are not listed until Run rebuilds it", zap.Error(rerr))
+	}
+	if _, err := os.Stat(filepath.Join(dir, rebuildMarker)); err == nil {
+		o.rebuildPending = true
+	}
 	if torn > 0 {
 		o.log.Warn("the catalog's last line was cut short (a crash while recording an upload); that object is uploaded again")
 	}
-	o.m = newMetrics(o)
 	if reg != nil {
 		if err := reg.Register(o.m); err != nil {
 			return nil, fmt.Errorf("offload: registering metrics: %w", err)
@@ -315,8 +336,15 @@ func (o *Offloader) Run(ctx context.Context, src Source) error {
 	files, _ := o.cat.count()
 	o.log.Info("offload started", zap.String("endpoint", o.cfg.Endpoint), zap.String("prefix", o.cfg.Prefix),
 		zap.String("compress", o.cfg.Compress), zap.Int("pending_files", n), zap.Int("uploaded_objects", files))
-	o.scan(src)
 	var wg sync.WaitGroup
+	if o.rebuildPending {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.rebuildLate(ctx)
+		}()
+	}
+	o.scan(src)
 	for range o.cfg.Workers {
 		wg.Add(1)
 		go func() {
