@@ -194,7 +194,9 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Offloader, er
 		return nil, err
 	}
 	dir := filepath.Join(cfg.DataDir, "offload")
-	rb, rebuilt, rerr := rebuildCatalog(context.Background(), client, &cfg, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), startRebuildTimeout)
+	rb, rebuilt, rerr := rebuildCatalog(ctx, client, &cfg, dir)
+	cancel()
 	var later errRebuildLater
 	if rerr != nil && !errors.As(rerr, &later) {
 		return nil, rerr
@@ -212,7 +214,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Offloader, er
 	case rebuilt:
 		o.rebuilt(rb)
 	case rerr != nil:
-		o.log.Error("catalog.jsonl is missing and the store could not be listed to rebuild it: the node's earlier uploads are not listed until Run rebuilds it", zap.Error(rerr))
+		o.log.Error("catalog.jsonl is missing and the store could not be listed within "+startRebuildTimeout.String()+" to rebuild it: the node's earlier uploads are not listed until the rebuild finishes in the background", zap.Error(rerr))
 	}
 	if _, err := os.Stat(filepath.Join(dir, rebuildMarker)); err == nil {
 		o.rebuildPending = true

@@ -22,6 +22,11 @@ import (
 // Rebuild bounds.
 const (
 	rebuildTimeout = 10 * time.Minute
+	// startRebuildTimeout bounds the rebuild New tries before capture
+	// starts: a store that accepts connections but does not answer, or a
+	// bucket too large to list that fast, must not hold capture back. The
+	// rebuild then goes on in the background (Run, rebuildLate).
+	startRebuildTimeout = 5 * time.Second
 	maxSidecar     = 1 << 20 // a sidecar is an index entry: well under this
 )
 
