@@ -77,6 +77,13 @@ func newEnv(t *testing.T, m *minioServer, p *proxy, dir string, mod func(*Config
 	if rc.FileMaxDuration == 0 {
 		rc.FileMaxDuration = time.Second
 	}
+	// capture feeds packets stamped in the past (t0), and a ring writer
+	// publishes its file once the wall clock is FlushInterval past the file's
+	// window: a tick between two buffers then splits a file in two (5 or 6
+	// files for 3 seconds under load). Here files end by packet time only.
+	if rc.FlushInterval == 0 {
+		rc.FlushInterval = 100 * 365 * 24 * time.Hour
+	}
 	r, err := ring.Open(rc, log)
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +140,14 @@ func (e *env) capture(t0 int64, seconds, pps, size int, seed uint64) {
 	}
 	s.HandleBlock(&b)
 	s.Close()
+	var st []ring.StreamStats
+	defer func() {
+		if e.t.Failed() {
+			e.t.Logf("stream stats: %+v; index: %d files", st, len(e.r.Files()))
+		}
+	}()
 	waitFor(e.t, 30*time.Second, "files published", func() bool {
-		st := e.r.StreamStats()
+		st = e.r.StreamStats()
 		return st[len(st)-1].Files == uint64(seconds)
 	})
 }
