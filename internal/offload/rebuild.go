@@ -27,7 +27,7 @@ const (
 	// bucket too large to list that fast, must not hold capture back. The
 	// rebuild then goes on in the background (Run, rebuildLate).
 	startRebuildTimeout = 5 * time.Second
-	maxSidecar     = 1 << 20 // a sidecar is an index entry: well under this
+	maxSidecar          = 1 << 20 // a sidecar is an index entry: well under this
 )
 
 // rebuildStats is what a rebuild found.
