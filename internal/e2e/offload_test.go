@@ -118,16 +118,7 @@ func TestOffloadWindowFromStore(t *testing.T) {
 	d := startDaemon(t, p.B.NS, dir, flags...)
 	s := sender(t, p)
 
-	// Five bursts about a second apart: five or more files.
-	sent := 0
-	for i := range 5 {
-		frames := p.Flow(uint32(i + 1)).Frames(netnstest.MixedSizes(400, uint64(i)))
-		if err := s.SendPaced(frames, chunk, pause); err != nil {
-			t.Fatal(err)
-		}
-		sent += len(frames)
-		time.Sleep(1100 * time.Millisecond)
-	}
+	sent := sendBursts(t, p, s, 5) // five or more files
 	d.waitCaptured(float64(sent), p.B.Iface)
 	var files []indexEntry
 	waitUntil(t, 60*time.Second, "every file published and uploaded", func() bool {
@@ -352,15 +343,7 @@ func TestOffloadKill9DuringUpload(t *testing.T) {
 	}
 	d := startDaemon(t, p.B.NS, dir, flags("127.0.0.1:9100")...)
 	s := sender(t, p)
-	sent := 0
-	for i := range 3 {
-		frames := p.Flow(uint32(i + 1)).Frames(netnstest.MixedSizes(400, uint64(i)))
-		if err := s.SendPaced(frames, chunk, pause); err != nil {
-			t.Fatal(err)
-		}
-		sent += len(frames)
-		time.Sleep(1100 * time.Millisecond)
-	}
+	sent := sendBursts(t, p, s, 3)
 	d.waitCaptured(float64(sent), p.B.Iface)
 	waitUntil(t, 60*time.Second, "a capture file's PUT under way", func() bool {
 		return slow.inflight.Load() > 0 && slow.putBytes.Load() > 16<<10
@@ -435,4 +418,20 @@ func TestOffloadKill9DuringUpload(t *testing.T) {
 	}
 	t.Logf("killed with %d KiB of a PUT passed; %d files, all in the bucket once", killedAt>>10, len(files))
 	d.stop()
+}
+
+// sendBursts sends n bursts of 400 frames, each of its own flow, about a
+// second apart (so at least n one-second files), and returns the frames sent.
+func sendBursts(t *testing.T, p *netnstest.Pair, s *netnstest.Sender, n int) int {
+	t.Helper()
+	sent := 0
+	for i := range n {
+		frames := p.Flow(uint32(i + 1)).Frames(netnstest.MixedSizes(400, uint64(i)))
+		if err := s.SendPaced(frames, chunk, pause); err != nil {
+			t.Fatal(err)
+		}
+		sent += len(frames)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	return sent
 }
