@@ -72,9 +72,9 @@ struct scratch {
 	__u8 buf[CACHE_LEN];
 };
 
-/* Stack the inlined filter may use (its M[] and spills), in words; keep in
+/* Stack the inlined filter may use (its M[], spills and saved loads), in words; keep in
  * sync with frameWords in translate.go. */
-#define FILTER_FRAME_WORDS 16
+#define FILTER_FRAME_WORDS 24
 
 /* Both directions of a connection share a key: the lower endpoint first. */
 struct flow_key {

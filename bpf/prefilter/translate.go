@@ -3,6 +3,7 @@ package prefilter
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
@@ -22,15 +23,17 @@ import (
 //	A  -> R0 (RET A leaves it as the verdict)
 //	R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p)
 //	X  -> R4, R5 scratch
-//	M[0..15] and spills -> the caller's frame (R10 + frame offset)
+//	M[0..15], spills and saved loads -> the caller's frame (R10 + frame offset)
 //
 // Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps).
 // A load of bytes within avail is one memory load; anything else (data past
-// the linear part, past a short packet) calls bpf_skb_load_bytes, after which
-// R1-R4 are reloaded from the frame. A load beyond the packet makes the
-// verdict 0, which rejects the packet as in classic BPF; so does division or
-// modulo by X == 0. The eBPF verifier refuses unreachable code, so unreachable
-// classic instructions are left out.
+// the linear part, past a short packet) calls bpf_skb_load_bytes, with R1-R3
+// saved in the frame just before and R1-R4 reloaded after; the fast path
+// stores nothing. A load that repeats one made on every path to it (same
+// offset, X unchanged) reads the value saved then (see reuse). A load beyond
+// the packet makes the verdict 0, which rejects the packet as in classic BPF;
+// so does division or modulo by X == 0. The eBPF verifier refuses
+// unreachable code, so unreachable classic instructions are left out.
 //
 // p is either the skb's linear data itself (direct) or, when the kernel cannot
 // give it or the first cacheLen bytes are not linear, a per-CPU copy of the
@@ -39,10 +42,11 @@ import (
 
 const (
 	cacheLen                       = 128 // CACHE_LEN in prefilter.c
-	frameWords                     = 16  // FILTER_FRAME_WORDS in prefilter.c
+	frameWords                     = 24  // FILTER_FRAME_WORDS in prefilter.c
 	fSkb, fP, fAvail, fX, fA       = 0, 8, 16, 24, 32
 	fLoad                          = 40        // bpf_skb_load_bytes writes here
 	fMem                           = 48        // M[k] at fMem + 4k, up to 112
+	fReuse                         = 112       // saved packet loads (see reuse), 4 bytes each, to the frame's end
 	maxDirect                      = 0x7fff    // loads ending past this always take the helper
 	skfNetOff                      = -0x100000 // SKF_NET_OFF
 	skfLLOff                       = -0x200000 // SKF_LL_OFF
@@ -295,19 +299,24 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 		return nil, err
 	}
 	prologue := []asm.Instruction{
-		asm.StoreMem(asm.R10, l.slot(fSkb), regSkb, asm.DWord),
-		asm.StoreMem(asm.R10, l.slot(fP), regP, asm.DWord),
-		asm.StoreMem(asm.R10, l.slot(fAvail), regAvail, asm.DWord),
 		asm.Mov.Imm32(regA, 0),
 		asm.Mov.Imm32(regX, 0),
 	}
+	slots := reuse(prog, reached)
 	blocks := make([]block, len(prog))
 	for i, f := range prog {
 		if !reached[i] {
 			continue
 		}
+		if r := slots[i]; r.load {
+			blocks[i].emit(asm.LoadMem(regA, asm.R10, l.slot(r.slot), asm.Word))
+			continue
+		}
 		if err := l.translateOne(&blocks[i], i, len(prog), f); err != nil {
 			return nil, fmt.Errorf("instruction %d (code %#04x k %d): %w", i, f.Code, f.K, err)
+		}
+		if r := slots[i]; r.store {
+			blocks[i].emit(asm.StoreMem(asm.R10, l.slot(r.slot), regA, asm.Word))
 		}
 	}
 	// The last block's jump to the end, if it ends with one, is a no-op.
@@ -541,6 +550,7 @@ func (l layout) ancillary(b *block, end int, k uint32, size asm.Size) error {
 		if off == adRandom {
 			fn = asm.FnGetPrandomU32
 		}
+		b.emit(l.save()...)
 		b.emit(asm.StoreMem(asm.R10, l.slot(fX), regX, asm.DWord), fn.Call())
 		b.emit(l.reload(false)...)
 	case adXorX:
@@ -553,6 +563,16 @@ func (l layout) ancillary(b *block, end int, k uint32, size asm.Size) error {
 		b.append(l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k))))
 	}
 	return nil
+}
+
+// save keeps R1-R3 in the frame across a helper call. Only the paths that
+// call one pay for it: the fast path never changes R1-R3.
+func (l layout) save() []asm.Instruction {
+	return []asm.Instruction{
+		asm.StoreMem(asm.R10, l.slot(fSkb), regSkb, asm.DWord),
+		asm.StoreMem(asm.R10, l.slot(fP), regP, asm.DWord),
+		asm.StoreMem(asm.R10, l.slot(fAvail), regAvail, asm.DWord),
+	}
 }
 
 // reload restores R1-R3 and, unless intoX, X after a helper call.
@@ -579,6 +599,7 @@ func (l layout) slowLoad(intoX bool, size asm.Size, end int, setOff asm.Instruct
 
 func (l layout) slowCall(intoX bool, size asm.Size, end int, fn asm.BuiltinFunc, setOff asm.Instruction, extra ...asm.Instruction) block {
 	var b block
+	b.emit(l.save()...)
 	if intoX {
 		b.emit(asm.StoreMem(asm.R10, l.slot(fA), regA, asm.DWord))
 	} else {
@@ -604,4 +625,127 @@ func (l layout) slowCall(intoX bool, size asm.Size, end int, fn asm.BuiltinFunc,
 	}
 	b.emit(l.reload(intoX)...)
 	return b
+}
+
+// reused says what translateFor does with one classic load beyond loading:
+// store the value in a frame slot for a later identical load, or (load)
+// take the value from the slot instead of the packet.
+type reused struct {
+	store, load bool
+	slot        int
+}
+
+// loadKey identifies a packet load into A: its mode, size and offset (and,
+// for an indexed load, that it reads relative to X).
+type loadKey struct {
+	code uint16
+	k    uint32
+}
+
+// reuse finds the classic loads into A that repeat a load made on every path
+// to them, with X unchanged since for an indexed one, as tcpdump's programs
+// do for "port 80 and not port 22" (both ports of the same header, twice):
+// packet bytes never change, so the first load saves its value in a frame
+// slot and the repeat reads the slot. Classic programs only jump forward, so
+// one pass in order computes, for each instruction, the loads available on
+// every path to it (the intersection over its predecessors).
+func reuse(prog []unix.SockFilter, reached []bool) []reused {
+	out := make([]reused, len(prog))
+	keyOf := func(f unix.SockFilter) (loadKey, bool) {
+		if f.Code&0x07 != clsLD {
+			return loadKey{}, false
+		}
+		switch f.Code & 0xe0 {
+		case mABS:
+			if f.K >= skfAdOff || int32(f.K) < 0 {
+				return loadKey{}, false // metadata, or link/network-relative
+			}
+		case mIND:
+		default:
+			return loadKey{}, false
+		}
+		return loadKey{f.Code, f.K}, true
+	}
+	in := make([]map[loadKey]bool, len(prog)) // nil: no predecessor seen yet
+	flow := func(to int, set map[loadKey]bool) {
+		if in[to] == nil {
+			in[to] = maps.Clone(set)
+			return
+		}
+		for k := range in[to] {
+			if !set[k] {
+				delete(in[to], k)
+			}
+		}
+	}
+	used := map[loadKey]bool{}
+	for i, f := range prog {
+		if !reached[i] {
+			continue
+		}
+		set := in[i]
+		if set == nil {
+			set = map[loadKey]bool{}
+		}
+		if k, ok := keyOf(f); ok {
+			if set[k] {
+				out[i].load = true
+				used[k] = true
+			} else {
+				set = maps.Clone(set)
+				set[k] = true
+			}
+		}
+		if cls := f.Code & 0x07; cls == clsLDX || (cls == clsMISC && f.Code&0xf8 == miscTAX) {
+			set = maps.Clone(set)
+			for k := range set {
+				if k.code&0xe0 == mIND {
+					delete(set, k)
+				}
+			}
+		}
+		switch f.Code & 0x07 {
+		case clsRET:
+		case clsJMP:
+			if f.Code&0xf0 == jJA {
+				flow(i+1+int(f.K), set)
+			} else {
+				flow(i+1+int(f.Jt), set)
+				flow(i+1+int(f.Jf), set)
+			}
+		default:
+			flow(i+1, set)
+		}
+	}
+	// One slot per reused load, while the frame has room; a load whose
+	// repeat gets no slot is simply made again.
+	slot := map[loadKey]int{}
+	next := fReuse
+	for i, f := range prog {
+		k, ok := keyOf(f)
+		if !ok || !reached[i] || !used[k] {
+			continue
+		}
+		if _, ok := slot[k]; !ok {
+			if next+4 > 8*frameWords {
+				used[k] = false
+				continue
+			}
+			slot[k] = next
+			next += 4
+		}
+	}
+	for i, f := range prog {
+		k, ok := keyOf(f)
+		if !ok || !reached[i] {
+			continue
+		}
+		if s, ok := slot[k]; ok && used[k] {
+			out[i].slot = s
+			out[i].store = !out[i].load
+		} else {
+			out[i].load = false
+		}
+	}
+	return out
 }

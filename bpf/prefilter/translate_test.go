@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -274,7 +275,23 @@ var handPrograms = map[string][]unix.SockFilter{
 		stmt(ldImm, 0x1111), stmt(ldW, ad+40), stmt(reta, 0), // A ^= X
 	},
 	"ancillary cpu and random": {stmt(ldW, ad+36), stmt(ldW, ad+56), stmt(retk, 3)},
-	"ancillary unknown":        {stmt(ldW, ad+62), stmt(retk, 3)},
+	"repeated loads read the saved value": {
+		stmt(ldxMsh, 14), stmt(ldiH, 14), stmt(st, 0), stmt(ldW, 26), stmt(st, 1),
+		stmt(ldiH, 14), stmt(ldxMem, 0), stmt(aluX|0x10, 0), stmt(st, 2), // A - X: 0 if the repeat is right
+		stmt(ldW, 26), stmt(ldxMem, 1), stmt(aluX|0xa0, 0), stmt(ldxMem, 2), stmt(aluX|0x00, 0), stmt(st, 3),
+		stmt(ldxImm, 2), stmt(ldiH, 14), stmt(aluK|0x50, 0x3f), stmt(tax, 0), stmt(ldiH, 14), // X changed: loaded again
+		stmt(ldxMem, 3), stmt(aluX|0x00, 0), stmt(aluK|0x00, 5), stmt(reta, 0),
+	},
+	"repeated indexed load after paths with different X": {
+		stmt(ldB, 14), jump(jK|jJSET, 1, 0, 4),
+		stmt(ldxImm, 4), stmt(ldiH, 10), stmt(ldImm, 0), stmt(jmpA, 2),
+		stmt(ldxImm, 8), stmt(ldiH, 10),
+		stmt(ldiH, 10), stmt(aluK|0x00, 1), stmt(reta, 0),
+	},
+	"load on one path only is not reused": {
+		stmt(ldB, 14), jump(jK|jJSET, 1, 0, 1), stmt(ldH, 20), stmt(ldH, 20), stmt(aluK|0x00, 1), stmt(reta, 0),
+	},
+	"ancillary unknown": {stmt(ldW, ad+62), stmt(retk, 3)},
 }
 
 // testFrames are the packets the filter tests run on: the class table's
@@ -487,5 +504,42 @@ func TestTranslateRefuses(t *testing.T) {
 	ok := []unix.SockFilter{stmt(ldB, 0), jump(jK|jJEQ, 1, 0, 2), stmt(st, 2), stmt(jmpA, 1), stmt(st, 2), stmt(ldMem, 2), stmt(reta, 0)}
 	if _, err := translate(ok); err != nil {
 		t.Errorf("scratch written on both paths: %v", err)
+	}
+}
+
+// TestReuse checks which loads of tcpdump's program for the benchmark's
+// expression are saved and repeated: the source port, loaded on every path
+// and again for "not port 22" with X unchanged (the destination port is
+// loaded only when the source port is not 80, so it is loaded again).
+func TestReuse(t *testing.T) {
+	exprs, progs := tcpdumpPrograms(t)
+	if !strings.HasPrefix(exprs[0], "tcp and port 80 and host 198.18.0.1 and not port 22") {
+		t.Fatalf("first program is %q", exprs[0])
+	}
+	reached, err := validate(progs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stores, loads []int
+	for i, r := range reuse(progs[0], reached) {
+		if r.store {
+			stores = append(stores, i)
+		}
+		if r.load {
+			loads = append(loads, i)
+		}
+	}
+	if !slices.Equal(stores, []int{7}) || !slices.Equal(loads, []int{15}) {
+		t.Errorf("saved at %v and read back at %v, want [7] and [15]", stores, loads)
+	}
+	for name, prog := range map[string][]unix.SockFilter{
+		"one path only": handPrograms["load on one path only is not reused"],
+	} {
+		reached, _ := validate(prog)
+		for i, r := range reuse(prog, reached) {
+			if r.load || r.store {
+				t.Errorf("%s: instruction %d reused: %+v", name, i, r)
+			}
+		}
 	}
 }
