@@ -24,6 +24,7 @@ import (
 
 	"github.com/sonde-project/sonde/bpf"
 	"github.com/sonde-project/sonde/capture"
+	"github.com/sonde-project/sonde/internal/mergeheap"
 	"github.com/sonde-project/sonde/internal/pcapio"
 	"github.com/sonde-project/sonde/internal/ring"
 )
@@ -162,19 +163,21 @@ func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo
 			s.close()
 		}
 	}()
-	h := make(mergeHeap, 0, len(streams))
+	live := make([]*stream, 0, len(streams))
 	for _, s := range streams {
 		ok, err := s.advance(ctx, src, req.From, req.To, &res)
 		if err != nil {
 			return res, err
 		}
 		if ok {
-			h = append(h, s)
+			live = append(live, s)
 		}
 	}
-	h.init()
-	for len(h) > 0 {
-		s := h[0]
+	// Ordered by the current packet's time; equal times come out in the
+	// heap's order, the same for the same ring and request.
+	h := mergeheap.New(live, func(a, b *stream) bool { return a.rec.Timestamp < b.rec.Timestamp })
+	for h.Len() > 0 {
+		s := h.Min()
 		r := &s.rec
 		if s.match == nil || s.match.Match(r.Data, int(r.Length)) != 0 {
 			if !out.record(s.iface, r) {
@@ -196,9 +199,9 @@ func Extract(ctx context.Context, w io.Writer, src Opener, files []ring.FileInfo
 			return res, err
 		}
 		if ok {
-			h.fix0()
+			h.Fix()
 		} else {
-			h.pop0()
+			h.Pop()
 		}
 	}
 	err := out.flush()
@@ -311,47 +314,6 @@ func (s *stream) close() {
 		s.f.Close()
 	}
 	s.f, s.rd = nil, nil
-}
-
-// mergeHeap is a min-heap of streams on their current packet's time; ties
-// go to the stream listed first, so the output is deterministic.
-type mergeHeap []*stream
-
-func (h mergeHeap) less(i, j int) bool { return h[i].rec.Timestamp < h[j].rec.Timestamp }
-
-func (h mergeHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h mergeHeap) fix0() { h.down(0) }
-
-func (h *mergeHeap) pop0() {
-	old := *h
-	n := len(old) - 1
-	old[0] = old[n]
-	old[n] = nil
-	*h = old[:n]
-	h.down(0)
-}
-
-func (h mergeHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h.less(r, l) {
-			m = r
-		}
-		if !h.less(m, i) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
 }
 
 const (

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/sonde-project/sonde/internal/mergeheap"
 	"github.com/sonde-project/sonde/internal/pcapio"
 )
 
@@ -251,7 +252,7 @@ func Merge(ctx context.Context, w io.Writer, in []Input, opts MergeOptions) (Mer
 	m := &merger{w: w, buf: make([]byte, 0, outBytes+maxBlock), max: opts.MaxBytes}
 	m.buf = pcapio.AppendSectionHeader(m.buf, opts.Comment)
 	m.n = int64(len(m.buf))
-	h := make(heap, 0, len(in))
+	rs := make([]*reader, 0, len(in))
 	drop := func(r *reader, err error) {
 		res.Inputs[r.idx].Err = err
 	}
@@ -262,13 +263,14 @@ func Merge(ctx context.Context, w io.Writer, in []Input, opts MergeOptions) (Mer
 			drop(r, err)
 		}
 		if ok {
-			h = append(h, r)
+			rs = append(rs, r)
 		}
 	}
-	h.init()
+	// Ties go to the earlier input, so equal times keep the inputs' order.
+	h := mergeheap.New(rs, func(a, b *reader) bool { return a.ts < b.ts || a.ts == b.ts && a.idx < b.idx })
 	le := binary.LittleEndian
-	for len(h) > 0 {
-		r := h[0]
+	for h.Len() > 0 {
+		r := h.Min()
 		b := r.blk
 		if !m.fits(len(b)) {
 			break
@@ -293,13 +295,13 @@ func Merge(ctx context.Context, w io.Writer, in []Input, opts MergeOptions) (Mer
 		ok, err := r.next(m)
 		switch {
 		case ok:
-			h.fix0()
+			h.Fix()
 		default:
 			if err != nil {
 				drop(r, err)
 			}
 			res.Inputs[r.idx].Packets = r.count
-			h.pop0()
+			h.Pop()
 		}
 	}
 	res.Truncated = m.full
@@ -308,53 +310,10 @@ func Merge(ctx context.Context, w io.Writer, in []Input, opts MergeOptions) (Mer
 }
 
 // finish records the packets of the inputs still in h and the bytes.
-func (res MergeResult) finish(h heap, m *merger) MergeResult {
-	for _, r := range h {
+func (res MergeResult) finish(h *mergeheap.Heap[*reader], m *merger) MergeResult {
+	for _, r := range h.Items() {
 		res.Inputs[r.idx].Packets = r.count
 	}
 	res.Bytes = m.n
 	return res
-}
-
-// heap is a min-heap of readers on (time, input index).
-type heap []*reader
-
-func (h heap) less(i, j int) bool {
-	a, b := h[i], h[j]
-	return a.ts < b.ts || a.ts == b.ts && a.idx < b.idx
-}
-
-func (h heap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h heap) fix0() { h.down(0) }
-
-func (h *heap) pop0() {
-	old := *h
-	n := len(old) - 1
-	old[0] = old[n]
-	old[n] = nil
-	*h = old[:n]
-	h.down(0)
-}
-
-func (h heap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		c := l
-		if r := l + 1; r < len(h) && h.less(r, l) {
-			c = r
-		}
-		if !h.less(c, i) {
-			return
-		}
-		h[i], h[c] = h[c], h[i]
-		i = c
-	}
 }
