@@ -200,7 +200,6 @@ func validate(prog []unix.SockFilter) ([]bool, error) {
 		bad := func(what string) error {
 			return fmt.Errorf("instruction %d (code %#04x k %d): %s", i, f.Code, f.K, what)
 		}
-		next := true
 		switch cls := f.Code & 0x07; cls {
 		case clsLD, clsLDX:
 			mode := f.Code & 0xe0
@@ -247,42 +246,43 @@ func validate(prog []unix.SockFilter) ([]bool, error) {
 			if op > jJSET || f.Code&^0xf8 != clsJMP || (op == jJA && f.Code&srcX != 0) {
 				return nil, bad("unknown jump")
 			}
-			next = false
-			if op == jJA {
-				if f.K >= uint32(len(prog)-i-1) {
-					return nil, bad("jump past the end of the program")
-				}
-				if err := flow(i, i+1+int(f.K), mem); err != nil {
-					return nil, err
-				}
-				break
-			}
-			if err := flow(i, i+1+int(f.Jt), mem); err != nil {
-				return nil, err
-			}
-			if err := flow(i, i+1+int(f.Jf), mem); err != nil {
-				return nil, err
+			if op == jJA && f.K >= uint32(len(prog)-i-1) {
+				return nil, bad("jump past the end of the program")
 			}
 		case clsRET:
 			if f.Code != clsRET|retK && f.Code != clsRET|retA {
 				return nil, bad("unknown return")
 			}
-			next = false
 		case clsMISC:
 			if f.Code != clsMISC|miscTAX && f.Code != clsMISC|miscTXA {
 				return nil, bad("unknown misc operation")
 			}
 		}
-		if next {
-			if i+1 >= len(prog) {
+		to, n := successors(i, f)
+		for _, t := range to[:n] {
+			if t == len(prog) && f.Code&0x07 != clsJMP {
 				return nil, bad("program does not end with a return")
 			}
-			if err := flow(i, i+1, mem); err != nil {
+			if err := flow(i, t, mem); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return reached, nil
+}
+
+// successors are the instructions control can go to after instruction i.
+func successors(i int, f unix.SockFilter) (to [2]int, n int) {
+	switch f.Code & 0x07 {
+	case clsRET:
+		return to, 0
+	case clsJMP:
+		if f.Code&0xf0 == jJA {
+			return [2]int{i + 1 + int(f.K)}, 1
+		}
+		return [2]int{i + 1 + int(f.Jt), i + 1 + int(f.Jf)}, 2
+	}
+	return [2]int{i + 1}, 1
 }
 
 // translate returns the inline body for a classic program, for the default
@@ -704,17 +704,9 @@ func reuse(prog []unix.SockFilter, reached []bool) []reused {
 				}
 			}
 		}
-		switch f.Code & 0x07 {
-		case clsRET:
-		case clsJMP:
-			if f.Code&0xf0 == jJA {
-				flow(i+1+int(f.K), set)
-			} else {
-				flow(i+1+int(f.Jt), set)
-				flow(i+1+int(f.Jf), set)
-			}
-		default:
-			flow(i+1, set)
+		to, n := successors(i, f)
+		for _, t := range to[:n] {
+			flow(t, set)
 		}
 	}
 	// One slot per reused load, while the frame has room; a load whose
