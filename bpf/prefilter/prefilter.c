@@ -23,6 +23,9 @@
 // (direct = 0), get the old path: one bpf_skb_load_bytes of the first
 // CACHE_LEN bytes into a per-CPU scratch buffer.
 //
+// Either way the filter can rely on avail >= min(len, CACHE_LEN) (zero only if
+// the copy fails), and translate.go's length check does.
+//
 // The user's filter is not called: the Go side replaces the call to
 // user_filter below with the translated filter itself (see translate.go).
 

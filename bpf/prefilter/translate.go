@@ -28,12 +28,23 @@ import (
 // Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps).
 // A load of bytes within avail is one memory load; anything else (data past
 // the linear part, past a short packet) calls bpf_skb_load_bytes, with R1-R3
-// saved in the frame just before and R1-R4 reloaded after; the fast path
-// stores nothing. A load that repeats one made on every path to it (same
+// saved in the frame just before and R1-R4 reloaded after. Those slow paths
+// are placed after the whole body, so the fast path runs straight through
+// and stores nothing. A load that repeats one made on every path to it (same
 // offset, X unchanged) reads the value saved then (see reuse). A load beyond
 // the packet makes the verdict 0, which rejects the packet as in classic BPF;
 // so does division or modulo by X == 0. The eBPF verifier refuses
 // unreachable code, so unreachable classic instructions are left out.
+//
+// The caller guarantees avail >= min(skb->len, cacheLen): p holds the first
+// cacheLen bytes, or the whole packet if shorter (prefilter.c takes the
+// linear data only then, and copies that much otherwise). So the body starts
+// with one check, avail >= min(required(prog), cacheLen), that rejects a
+// packet shorter than every accepting path reads (see required), and loads
+// within that length then need no check of their own: a 5-term tcpdump
+// filter makes one length check instead of six. Should the copy fail, which
+// skb_copy_bits does only for a broken skb, avail is 0 and that check
+// rejects the packet, as the kernel's own classic loads would.
 //
 // p is either the skb's linear data itself (direct) or, when the kernel cannot
 // give it or the first cacheLen bytes are not linear, a per-CPU copy of the
@@ -79,6 +90,9 @@ const (
 type layout struct {
 	frame  int16 // offset of the frame from R10
 	direct bool
+	// sure is how many bytes at p the prologue has checked are readable:
+	// packet loads ending within it need no check of their own.
+	sure uint32
 }
 
 // classic BPF opcode fields (linux/filter.h, linux/bpf_common.h).
@@ -124,20 +138,43 @@ func (l layout) memOff(k uint32) int16 { return l.slot(fMem + 4*int(k)) }
 // patched once every block's position is known; jumps inside a block carry
 // their offset already.
 type block struct {
-	ins []asm.Instruction
-	fix []jumpFix
+	ins  []asm.Instruction
+	fix  []jumpFix
+	cold *block // out-of-line code (slow paths), placed after every block
 }
 
 type jumpFix struct {
 	at     int // index in ins
-	target int // classic instruction index; len(prog) is the end
+	target int // classic instruction index; len(prog) is the end; or toCold, toMain
+	local  int // with toMain, the index in the main block's ins
 }
+
+const (
+	toCold = -1 // the start of the block's cold code
+	toMain = -2 // from the cold code, back into the block at local
+)
 
 func (b *block) emit(ins ...asm.Instruction) { b.ins = append(b.ins, ins...) }
 
+// toCold emits a conditional jump to the block's cold code; outOfLine fills
+// it.
+func (b *block) jumpCold(ins asm.Instruction) {
+	b.fix = append(b.fix, jumpFix{at: len(b.ins), target: toCold})
+	b.ins = append(b.ins, ins)
+}
+
+// outOfLine makes slow the block's cold code, which jumpCold reaches and
+// which returns to what is emitted next, so that the fast path runs straight
+// through with no taken jump.
+func (b *block) outOfLine(slow block) {
+	slow.fix = append(slow.fix, jumpFix{at: len(slow.ins), target: toMain, local: len(b.ins)})
+	slow.ins = append(slow.ins, ja())
+	b.cold = &slow
+}
+
 // jumpTo emits a jump that lands on classic instruction target.
 func (b *block) jumpTo(ins asm.Instruction, target int) {
-	b.fix = append(b.fix, jumpFix{len(b.ins), target})
+	b.fix = append(b.fix, jumpFix{at: len(b.ins), target: target})
 	b.ins = append(b.ins, ins)
 }
 
@@ -187,6 +224,9 @@ func validate(prog []unix.SockFilter) ([]bool, error) {
 	flow := func(from, to int, mem uint16) error {
 		if to >= len(prog) {
 			return fmt.Errorf("instruction %d: jump past the end of the program", from)
+		}
+		if !reached[from] {
+			return nil // checked, but reaches nothing
 		}
 		if reached[to] {
 			stored[to] &= mem
@@ -298,9 +338,14 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 	if err != nil {
 		return nil, err
 	}
-	prologue := []asm.Instruction{
-		asm.Mov.Imm32(regA, 0),
-		asm.Mov.Imm32(regX, 0),
+	var pro block
+	pro.emit(asm.Mov.Imm32(regA, 0), asm.Mov.Imm32(regX, 0))
+	// A packet shorter than every accepting path reads is rejected at once,
+	// which is the verdict it would get anyway; past that check, loads
+	// within those bytes cannot fail, and need no check.
+	if r := required(prog, reached); r > 0 {
+		l.sure = min(r, cacheLen)
+		pro.jumpTo(asm.JLT.Imm(regAvail, int32(l.sure), ""), len(prog))
 	}
 	slots := reuse(prog, reached)
 	blocks := make([]block, len(prog))
@@ -319,8 +364,15 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 			blocks[i].emit(asm.StoreMem(asm.R10, l.slot(r.slot), regA, asm.Word))
 		}
 	}
-	// The last block's jump to the end, if it ends with one, is a no-op.
-	for i := len(blocks) - 1; i >= 0; i-- {
+	// Cold code goes after every block; without any, the last block's jump
+	// to the end, if it ends with one, is a no-op.
+	start := make([]int, len(prog)+1)
+	coldStart := make([]int, len(prog))
+	hasCold := false
+	for i := range blocks {
+		hasCold = hasCold || blocks[i].cold != nil
+	}
+	for i := len(blocks) - 1; i >= 0 && !hasCold; i-- {
 		if b := &blocks[i]; len(b.ins) > 0 {
 			if n := len(b.fix); n > 0 && b.fix[n-1].target == len(prog) && b.fix[n-1].at == len(b.ins)-1 {
 				b.ins, b.fix = b.ins[:len(b.ins)-1], b.fix[:n-1]
@@ -328,26 +380,105 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 			break
 		}
 	}
-	start := make([]int, len(prog)+1)
-	pos := len(prologue)
+	pos := len(pro.ins)
 	for i := range blocks {
 		start[i] = pos
 		pos += len(blocks[i].ins)
 	}
+	for i := range blocks {
+		if c := blocks[i].cold; c != nil {
+			coldStart[i] = pos
+			pos += len(c.ins)
+		}
+	}
 	start[len(prog)] = pos
 	out := make(asm.Instructions, 0, pos)
-	out = append(out, prologue...)
-	for i := range blocks {
-		for _, fx := range blocks[i].fix {
-			off := start[fx.target] - (start[i] + fx.at + 1)
-			if off > 0x7fff {
-				return nil, fmt.Errorf("instruction %d: jump too far for eBPF", i)
+	patch := func(i int, b *block, at int) error {
+		for _, fx := range b.fix {
+			var to int
+			switch fx.target {
+			case toCold:
+				to = coldStart[i]
+			case toMain:
+				to = start[i] + fx.local
+			default:
+				to = start[fx.target]
 			}
-			blocks[i].ins[fx.at] = withOff(blocks[i].ins[fx.at], off)
+			off := to - (at + fx.at + 1)
+			if off > 0x7fff || off < -0x8000 {
+				return fmt.Errorf("instruction %d: jump too far for eBPF", i)
+			}
+			b.ins[fx.at] = withOff(b.ins[fx.at], off)
+		}
+		return nil
+	}
+	if err := patch(-1, &pro, 0); err != nil {
+		return nil, err
+	}
+	out = append(out, pro.ins...)
+	for i := range blocks {
+		if err := patch(i, &blocks[i], start[i]); err != nil {
+			return nil, err
 		}
 		out = append(out, blocks[i].ins...)
 	}
+	for i := range blocks {
+		if c := blocks[i].cold; c != nil {
+			if err := patch(i, c, coldStart[i]); err != nil {
+				return nil, err
+			}
+			out = append(out, c.ins...)
+		}
+	}
 	return out, nil
+}
+
+// required returns how many bytes from the start of the packet every path to
+// an accepting return reads with absolute loads (the least, over those
+// paths, of the most each reads): a packet shorter than that is rejected
+// whichever way it goes, by a load past its end or by a return of 0. Indexed
+// and relative loads are left out, which only makes the figure smaller.
+// Classic programs jump only forward, so one backward pass finds it.
+func required(prog []unix.SockFilter, reached []bool) uint32 {
+	const never = ^uint32(0) // no accepting return from here
+	req := make([]uint32, len(prog)+1)
+	req[len(prog)] = never
+	for i := len(prog) - 1; i >= 0; i-- {
+		f := prog[i]
+		if !reached[i] {
+			req[i] = never
+			continue
+		}
+		if f.Code == clsRET|retK && f.K == 0 {
+			req[i] = never
+			continue
+		}
+		if f.Code&0x07 == clsRET {
+			req[i] = 0
+			continue
+		}
+		r := never
+		to, n := successors(i, f)
+		for _, t := range to[:n] {
+			r = min(r, req[t])
+		}
+		var end uint32
+		switch {
+		case f.Code&0x07 == clsLD && f.Code&0xe0 == mABS && int32(f.K) >= 0:
+			_, n := sizeOf(f.Code)
+			end = f.K + n
+		case f.Code == clsLDX|szB|mMSH && int32(f.K) >= 0:
+			end = f.K + 1
+		}
+		if r != never {
+			r = max(r, end)
+		}
+		req[i] = r
+	}
+	if req[0] == never {
+		return 0 // never accepts; nothing to gain
+	}
+	return req[0]
 }
 
 // reject makes the verdict 0 and leaves the filter.
@@ -381,16 +512,15 @@ func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 			switch {
 			case k >= skfAdOff:
 				return l.ancillary(b, end, k, size)
+			case int32(k) >= 0 && k+n <= l.sure:
+				b.emit(asm.LoadMem(regA, regP, int16(k), size))
+				loadBE(b, size)
 			case int32(k) >= 0 && k+n <= l.fastLimit():
 				// if avail >= k+n { A = p[k:k+n] } else { helper }
-				slow := l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k)))
-				b.emit(
-					withOff(asm.JLT.Imm(regAvail, int32(k+n), ""), 2+btoi(size != asm.Byte)),
-					asm.LoadMem(regA, regP, int16(k), size),
-				)
+				b.jumpCold(asm.JLT.Imm(regAvail, int32(k+n), ""))
+				b.emit(asm.LoadMem(regA, regP, int16(k), size))
 				loadBE(b, size)
-				b.emit(withOff(ja(), len(slow.ins)))
-				b.append(slow)
+				b.outOfLine(l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k))))
 			case int32(k) >= skfLLOff && int32(k) < skfNetOff:
 				b.append(l.slowCall(false, size, end, asm.FnSkbLoadBytesRelative,
 					asm.Mov.Imm32(asm.R2, int32(k)-skfLLOff), asm.Mov.Imm(asm.R5, bpfHdrStartMAC)))
@@ -401,41 +531,37 @@ func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 				b.append(l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(k))))
 			}
 		case mIND:
-			// off = X + k wraps at 32 bits, as the kernel's does.
-			b.emit(asm.Mov.Reg32(regTmp, regX))
-			if k != 0 {
-				b.emit(asm.Add.Imm32(regTmp, int32(k)))
-			}
-			fast := []asm.Instruction{
-				asm.Mov.Reg(regA, regTmp),
-				asm.Add.Imm(regA, int32(n)),
-			}
-			var pre []asm.Instruction
-			if !l.direct {
-				// The verifier must see the copy load within the buffer.
-				pre = append(pre, asm.JGT.Imm(regTmp, int32(cacheLen-n), ""))
-			}
-			fast = append(fast,
-				asm.JGT.Reg(regA, regAvail, ""),
-				asm.Mov.Reg(regA, regP),
-				asm.Add.Reg(regA, regTmp),
-				asm.LoadMem(regA, regA, 0, size),
-			)
-			if size != asm.Byte {
-				fast = append(fast, asm.HostTo(asm.BE, regA, size))
-			}
-			slow := l.slowLoad(false, size, end, asm.Mov.Reg32(asm.R2, regTmp))
-			all := append(pre, fast...)
-			// Both checks jump to the slow path, after the ja that skips it.
-			toSlow := func(at int) asm.Instruction { return withOff(all[at], len(all)-at) }
-			for at := range all {
-				if op := all[at].OpCode; op.Class().IsJump() && op.JumpOp() == asm.JGT {
-					all[at] = toSlow(at)
+			// off = X + k wraps at 32 bits, as the kernel's does, and the slow
+			// path computes it so. The fast path adds at 64 bits: X + k + n
+			// <= avail holds only when X + k did not wrap.
+			slow := l.slowLoad(false, size, end, asm.Mov.Reg32(asm.R2, regX), asm.Add.Imm32(asm.R2, int32(k)))
+			if l.direct && k <= 0x7fff {
+				b.emit(asm.Mov.Reg(regA, regX), asm.Add.Imm(regA, int32(k+n)))
+				b.jumpCold(asm.JGT.Reg(regA, regAvail, ""))
+				b.emit(
+					asm.Mov.Reg(regA, regP),
+					asm.Add.Reg(regA, regX),
+					asm.LoadMem(regA, regA, int16(k), size),
+				)
+			} else {
+				// The verifier must see a load of the copy within the buffer.
+				b.emit(asm.Mov.Reg32(regTmp, regX))
+				if k != 0 {
+					b.emit(asm.Add.Imm32(regTmp, int32(k)))
 				}
+				if !l.direct {
+					b.jumpCold(asm.JGT.Imm(regTmp, int32(cacheLen-n), ""))
+				}
+				b.emit(asm.Mov.Reg(regA, regTmp), asm.Add.Imm(regA, int32(n)))
+				b.jumpCold(asm.JGT.Reg(regA, regAvail, ""))
+				b.emit(
+					asm.Mov.Reg(regA, regP),
+					asm.Add.Reg(regA, regTmp),
+					asm.LoadMem(regA, regA, 0, size),
+				)
 			}
-			b.emit(all...)
-			b.emit(withOff(ja(), len(slow.ins)))
-			b.append(slow)
+			loadBE(b, size)
+			b.outOfLine(slow)
 		}
 	case clsLDX:
 		switch f.Code & 0xe0 {
@@ -448,14 +574,16 @@ func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 		case mMSH:
 			// X = 4 * (P[k] & 0xf)
 			slow := l.slowLoad(true, asm.Byte, end, asm.Mov.Imm32(asm.R2, int32(k)))
-			if int32(k) >= 0 && k+1 <= l.fastLimit() {
-				b.emit(
-					withOff(asm.JLT.Imm(regAvail, int32(k+1), ""), 2),
-					asm.LoadMem(regX, regP, int16(k), asm.Byte),
-					withOff(ja(), len(slow.ins)),
-				)
+			switch {
+			case int32(k) >= 0 && k+1 <= l.sure:
+				b.emit(asm.LoadMem(regX, regP, int16(k), asm.Byte))
+			case int32(k) >= 0 && k+1 <= l.fastLimit():
+				b.jumpCold(asm.JLT.Imm(regAvail, int32(k+1), ""))
+				b.emit(asm.LoadMem(regX, regP, int16(k), asm.Byte))
+				b.outOfLine(slow)
+			default:
+				b.append(slow)
 			}
-			b.append(slow)
 			b.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
 		}
 	case clsST:
@@ -528,7 +656,8 @@ func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 // append adds another block's instructions and jump fixes after b's.
 func (b *block) append(o block) {
 	for _, fx := range o.fix {
-		b.fix = append(b.fix, jumpFix{len(b.ins) + fx.at, fx.target})
+		fx.at += len(b.ins)
+		b.fix = append(b.fix, fx)
 	}
 	b.ins = append(b.ins, o.ins...)
 }
@@ -593,8 +722,8 @@ func (l layout) reload(intoX bool) []asm.Instruction {
 // as a classic load does. Offsets negative as int32 fail, as the kernel's
 // classic loads do outside the SKF_NET_OFF and SKF_LL_OFF ranges (which
 // absolute loads support, through bpf_skb_load_bytes_relative).
-func (l layout) slowLoad(intoX bool, size asm.Size, end int, setOff asm.Instruction) block {
-	return l.slowCall(intoX, size, end, asm.FnSkbLoadBytes, setOff)
+func (l layout) slowLoad(intoX bool, size asm.Size, end int, setOff asm.Instruction, extra ...asm.Instruction) block {
+	return l.slowCall(intoX, size, end, asm.FnSkbLoadBytes, setOff, extra...)
 }
 
 func (l layout) slowCall(intoX bool, size asm.Size, end int, fn asm.BuiltinFunc, setOff asm.Instruction, extra ...asm.Instruction) block {

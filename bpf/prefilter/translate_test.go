@@ -292,6 +292,30 @@ var handPrograms = map[string][]unix.SockFilter{
 		stmt(ldB, 14), jump(jK|jJSET, 1, 0, 1), stmt(ldH, 20), stmt(ldH, 20), stmt(aluK|0x00, 1), stmt(reta, 0),
 	},
 	"ancillary unknown": {stmt(ldW, ad+62), stmt(retk, 3)},
+	// The length prologue (see required): every accepting path reads 60
+	// bytes here, so shorter packets are rejected before any load, and the
+	// loads within 60 bytes are made unchecked.
+	"every accepting path reads 60 bytes": {
+		stmt(ldH, 12), jump(jK|jJEQ, 0x800, 0, 5), stmt(ldB, 59), stmt(tax, 0), stmt(ldW, 20), stmt(aluX|0x00, 0),
+		stmt(jmpA, 2), stmt(ldW, 56), stmt(aluK|0x00, 1), stmt(reta, 0),
+	},
+	// 7 and 8 are unreachable: 8 must not count as reached from 7.
+	"unreachable code after a jump": {
+		stmt(ldH, 12), jump(jK|jJEQ, 0x800, 0, 4), stmt(ldB, 59), stmt(tax, 0), stmt(ldW, 20), stmt(aluX|0x00, 0),
+		stmt(jmpA, 2), stmt(ldW, 56), stmt(aluK|0x00, 1), stmt(reta, 0),
+	},
+	"one accepting path reads nothing": {
+		stmt(ldLen, 0), jump(jK|jJGT, 100, 0, 1), stmt(retk, 7), stmt(ldxMsh, 14), stmt(ldB, 50), stmt(aluX|0x00, 0), stmt(reta, 0),
+	},
+	"accepting paths read different lengths": {
+		stmt(ldB, 14), jump(jK|jJSET, 1, 0, 3), stmt(ldB, 20), stmt(aluK|0x00, 1), stmt(reta, 0), stmt(ldB, 40), stmt(reta, 0),
+	},
+	"rejecting paths read further than accepting ones": {
+		stmt(ldB, 23), jump(jK|jJEQ, 6, 0, 2), stmt(ldH, 36), stmt(retk, 0), stmt(ldxMsh, 14), stmt(ldB, 30), stmt(reta, 0),
+	},
+	"every accepting path reads past the cache": {
+		stmt(ldB, 14), jump(jK|jJSET, 1, 0, 2), stmt(ldH, 200), stmt(reta, 0), stmt(ldB, 140), stmt(aluK|0x00, 2), stmt(reta, 0),
+	},
 }
 
 // testFrames are the packets the filter tests run on: the class table's
@@ -504,6 +528,41 @@ func TestTranslateRefuses(t *testing.T) {
 	ok := []unix.SockFilter{stmt(ldB, 0), jump(jK|jJEQ, 1, 0, 2), stmt(st, 2), stmt(jmpA, 1), stmt(st, 2), stmt(ldMem, 2), stmt(reta, 0)}
 	if _, err := translate(ok); err != nil {
 		t.Errorf("scratch written on both paths: %v", err)
+	}
+}
+
+// TestRequired checks the length every accepting path reads, which the
+// translation checks once at its start; the hand programs above run every
+// case against the interpreter.
+func TestRequired(t *testing.T) {
+	off := int32(skfNetOff + 40)
+	netOff40 := uint32(off)
+	_, progs := tcpdumpPrograms(t)
+	for name, c := range map[string]struct {
+		prog []unix.SockFilter
+		want uint32
+	}{
+		// tcp and port 80 and host 198.18.0.1 and not port 22 and len > 60:
+		// the path matching the source address reads [26:4] and not [30:4];
+		// the port loads are indexed and not counted.
+		"tcpdump":                 {progs[0], 30},
+		"60 bytes":                {handPrograms["every accepting path reads 60 bytes"], 60},
+		"path reading nothing":    {handPrograms["one accepting path reads nothing"], 0},
+		"different lengths":       {handPrograms["accepting paths read different lengths"], 21},
+		"rejecting paths":         {handPrograms["rejecting paths read further than accepting ones"], 31},
+		"past the cache":          {handPrograms["every accepting path reads past the cache"], 141},
+		"return A counts":         {[]unix.SockFilter{stmt(ldB, 3), stmt(reta, 0)}, 4},
+		"never accepts":           {[]unix.SockFilter{stmt(ldB, 90), stmt(retk, 0)}, 0},
+		"ancillary and relative":  {[]unix.SockFilter{stmt(ldW, ad+0), stmt(ldB, netOff40), stmt(reta, 0)}, 0},
+		"unreached loads ignored": {[]unix.SockFilter{stmt(ldB, 1), stmt(jmpA, 1), stmt(ldB, 99), stmt(reta, 0)}, 2},
+	} {
+		reached, err := validate(c.prog)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := required(c.prog, reached); got != c.want {
+			t.Errorf("%s: required %d bytes, want %d", name, got, c.want)
+		}
 	}
 }
 
