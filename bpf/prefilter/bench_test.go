@@ -30,10 +30,12 @@ import (
 // On the development VM (2 vCPUs, AMD EPYC, kernel 6.18, spectre_v2
 // retpolines and the SRSO "Safe RET" return thunk), -benchtime 2000000x
 // -count 3 gives ns/pkt-net-min: count only 10-11, count+filter accept
-// (the first program of testdata/tcpdump-ddd.txt) 19-20, rejected 10-11. Before
-// the translation reused repeated loads and stopped saving R1-R3 on the fast
-// path it was 21-22 accepted, interleaved in the same runs. Issue 3's 15 ns
-// for the accepted case is not met.
+// (the first program of testdata/tcpdump-ddd.txt) 17-18, rejected 10-11.
+// Interleaved with earlier builds in the same runs: 21-22 before the
+// translation reused repeated loads and stopped saving R1-R3 on the fast
+// path, 19-21 before it checked the length once for all absolute loads and
+// moved the slow paths out of line. Issue 3's 15 ns for the accepted case is
+// not met.
 //
 // BenchmarkPrefilterFloor measures, in the same way, what reading packet
 // bytes costs here and a program written by hand for this packet's work.
@@ -128,10 +130,11 @@ func emptyProgram(tb testing.TB) *ebpf.Program {
 //
 // On the development VM (-benchtime 2000000x -count 2, ns/pkt-net-min):
 // probed 12, plain 4, LD_ABS 32-35, dynptr 41-42; by hand: count 9,
-// count+filter 14-15, unchecked 13, against the prefilter's 10 and 19 in the
-// same run. A probed read costs ~0.5 ns more than a plain one, and every way
-// to plain reads is a call costing far more; so in this design 15 ns is the
-// floor of a program specialised by hand for one filter and one packet kind.
+// count+filter 14-15, unchecked 11-13, against the prefilter's 10-11 and
+// 17-18 in the same runs. A probed read costs ~0.5 ns more than a plain one,
+// and every way to plain reads is a call costing far more; so in this design
+// 15 ns is the floor of a program specialised by hand for one filter and one
+// packet kind.
 func BenchmarkPrefilterFloor(b *testing.B) {
 	needBPF(b)
 	match := eth(0x0800, ipv4(6, ip4A, ip4B, 0, nil, tcp(40000, 80, tcpACK, make([]byte, 40))))
