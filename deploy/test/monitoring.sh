@@ -3,7 +3,9 @@
 # network namespaces this script makes: sonde (with the eBPF prefilter, so
 # its kernel counters exist) captures the loopback of the first and one end
 # of a veth pair (198.18.0.1/30) whose other end (198.18.0.2/30) is in the
-# second; Prometheus scrapes 127.0.0.1 in the first. Nothing leaves them.
+# second; Prometheus scrapes 127.0.0.1 in the first, and sonde offloads its
+# ring files to a MinIO on that loopback (so the object storage panels have
+# data). Nothing leaves them.
 # deploy/test/trafficgen serves TCP and DNS on 198.18.0.1 and its client in
 # the peer namespace connects and queries across the veth, so every TCP,
 # DNS and UDP panel has data. Checks:
@@ -14,20 +16,21 @@
 #   evicts for size (retention), a full data volume (volume, write errors,
 #   drops), the captured interface down (capture stopped), sonde killed
 #   (target down). The rules run with `for: 0s` and 1 s intervals here.
-# Needs: root, iproute2, curl, prometheus (promtool), hping3, go.
+# Needs: root, iproute2, curl, prometheus (promtool), hping3, go, minio (.ci/run builds it).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
 root=$(cd ../.. && pwd)
 ns=sonde-ci-mon peer=sonde-ci-mon-peer
 work=$(mktemp -d /tmp/sonde-ci-mon.XXXXXX)
-sonde_pid="" prom_pid="" traffic_pid="" filler_pid="" tg_server_pid="" tg_client_pid=""
+sonde_pid="" prom_pid="" traffic_pid="" filler_pid="" tg_server_pid="" tg_client_pid="" minio_pid=""
 cleanup() {
 	if [ "${ok:-}" != 1 ]; then
 		echo "--- sonde log (tail)"; tail -20 "$work/sonde.log" 2>/dev/null || true
 		echo "--- prometheus log (tail)"; tail -20 "$work/prometheus.log" 2>/dev/null || true
+		echo "--- minio log (tail)"; tail -20 "$work/minio.log" 2>/dev/null || true
 	fi
-	for p in $tg_client_pid $tg_server_pid $filler_pid $traffic_pid $prom_pid $sonde_pid; do kill "$p" 2>/dev/null || true; done
+	for p in $tg_client_pid $tg_server_pid $filler_pid $traffic_pid $prom_pid $sonde_pid $minio_pid; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	umount "$work/data" 2>/dev/null || true
 	ip netns del "$peer" 2>/dev/null || true
@@ -59,9 +62,24 @@ mkdir -p "$work/data" "$work/prom"
 mount -t tmpfs -o size=32m tmpfs "$work/data"
 in_ns() { ip netns exec "$ns" "$@"; }
 
+# Object storage, so that the offload panels have data: a MinIO in the
+# namespace (.ci/run installs it) and a bucket made with a signed PUT.
+minio=$(command -v minio || echo "$(go env GOPATH)/bin/minio")
+[ -x "$minio" ] || fail "minio not found on PATH or in GOPATH/bin: .ci/run installs it"
+export AWS_ACCESS_KEY_ID=sonde-ci AWS_SECRET_ACCESS_KEY=sonde-ci-secret
+mkdir -p "$work/minio"
+ip netns exec "$ns" env MINIO_ROOT_USER="$AWS_ACCESS_KEY_ID" MINIO_ROOT_PASSWORD="$AWS_SECRET_ACCESS_KEY" \
+	MINIO_BROWSER=off MINIO_UPDATE=off "$minio" server --quiet --address 127.0.0.1:9000 "$work/minio" \
+	>"$work/minio.log" 2>&1 &
+minio_pid=$!
+wait_for 60 "minio live" in_ns curl -sf http://127.0.0.1:9000/minio/health/live
+in_ns curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+	http://127.0.0.1:9000/sonde-ci || fail "could not create the bucket sonde-ci in minio"
+
 ip netns exec "$ns" "$work/sonde" run --interface lo,cap0 --data-dir "$work/data" --listen 127.0.0.1:9750 \
 	--workers 1 --capture-ring-bytes 4MiB --ring-max-bytes 1MiB --file-max-bytes 64KiB \
 	--file-max-duration 1s --min-free-percent 1 --prefilter ebpf --window 2s \
+	--s3-endpoint http://127.0.0.1:9000 --s3-bucket sonde-ci --s3-region us-east-1 \
 	--log-format json >"$work/sonde.log" 2>&1 &
 sonde_pid=$!
 wait_for 30 "sonde /api/ready" in_ns curl -sf http://127.0.0.1:9750/api/ready
@@ -70,6 +88,8 @@ wait_for 30 "sonde /api/ready" in_ns curl -sf http://127.0.0.1:9750/api/ready
 in_ns curl -sf http://127.0.0.1:9750/metrics >"$work/metrics.txt"
 grep -q '^sonde_prefilter_packets_total{interface="cap0"}' "$work/metrics.txt" \
 	|| fail "no sonde_prefilter_* series: the eBPF prefilter did not load (see sonde.log)"
+grep -q '^sonde_offload_queue_files ' "$work/metrics.txt" \
+	|| fail "no sonde_offload_* series: offload to minio is not on (see sonde.log)"
 
 # The shipped config and rules, made fast for a test: 1 s scrapes and
 # evaluations, no `for:` wait.
