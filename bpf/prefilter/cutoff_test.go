@@ -149,6 +149,12 @@ func TestSnaplen(t *testing.T) {
 		{"filter verdict above snaplen", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(retk, 262144)}}, 96},
 		{"filter verdict below snaplen", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(retk, 64)}}, 64},
 		{"filter rejects", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(retk, 0)}}, 0},
+		// RET A is capped by the translation's own compare, not a constant.
+		{"filter A above snaplen", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(ldImm, 97), stmt(reta, 0)}}, 96},
+		{"filter A at snaplen", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(ldImm, 96), stmt(reta, 0)}}, 96},
+		{"filter A below snaplen", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(ldLen, 0), stmt(reta, 0)}}, uint32(len(f))},
+		{"filter A with the top bit set", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(ldImm, 0x80000000), stmt(reta, 0)}}, 96},
+		{"filter A rejects", Config{Snaplen: 96, Filter: []unix.SockFilter{stmt(ldImm, 0), stmt(reta, 0)}}, 0},
 		{"sample 1 is off", Config{Snaplen: 200, Sample: 1}, 200},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -62,11 +62,15 @@ struct counter {
 enum { L3_IPV4, L3_IPV6, L3_ARP, L3_OTHER, L3_N };
 enum { L4_TCP, L4_UDP, L4_ICMP, L4_OTHER, L4_N };
 
-/* Everything seen is the sum of l3 (or of l4): no counter of its own. */
+/* TCP flag bits of a class: the low three bits of the TCP flags byte. */
+enum { CLS_FIN = 1, CLS_SYN = 2, CLS_RST = 4, CLS_FLAGS_N = 8 };
+
+/* Every packet is counted once, in the class slot of its L3 protocol, L4
+ * protocol and TCP FIN/SYN/RST bits: one increment of one counter instead
+ * of one per class it falls in. The Go side sums slots into the totals per
+ * L3 class, per L4 class and per flag; everything seen is the sum of all. */
 struct stats {
-	struct counter l3[L3_N];
-	struct counter l4[L4_N];
-	struct counter syn, rst, fin;
+	struct counter cls[L3_N * L4_N * CLS_FLAGS_N];
 	struct counter filtered_out, cut_off, sampled_out;
 	__u64 rng; /* this CPU's sampling generator state (xorshift64*) */
 };
@@ -118,8 +122,6 @@ struct {
 
 /* Set by the Go side before loading; the verifier prunes disabled features. */
 volatile const __u32 l2_len = ETH_HLEN;  /* offset of the network header */
-volatile const __u32 snaplen = 262144;
-volatile const __u32 has_filter = 0;
 volatile const __u64 cutoff_packets = 0; /* 0: off */
 volatile const __u64 cutoff_bytes = 0;   /* 0: off */
 volatile const __u32 sample = 0;         /* 0 or 1: off */
@@ -129,9 +131,10 @@ volatile const __u32 direct = 1;         /* read linear data in place (kfuncs) *
  * user_filter stands for the user's classic BPF program. The Go side replaces
  * the call to it with the translation, inline, and drops this body: on entry
  * R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p) and
- * R4 = frame (stack it may use), and it leaves the verdict in R0 and clobbers
- * only R1-R5, as a call would. Its body is opaque asm so that the compiler
- * cannot specialise the call site to the placeholder.
+ * R4 = frame (stack it may use), and it leaves the verdict, already capped at
+ * the snaplen, in R0 and clobbers only R1-R5, as a call would. Without a
+ * filter the body is R0 = snaplen. Its body here is opaque asm so that the
+ * compiler cannot specialise the call site to the placeholder.
  */
 static __attribute__((noinline)) __u32 user_filter(struct __sk_buff *skb, const __u8 *p, __u32 avail,
 						   __u64 *frame)
@@ -146,6 +149,26 @@ static __always_inline void count(struct counter *c, __u32 len)
 	c->packets++;
 	c->bytes += len;
 }
+
+/* The class slot of a packet's L4 protocol and TCP flags (the FIN, SYN and
+ * RST bits at th + 13 when the TCP header is known to be there); the caller
+ * adds its L3 class. */
+static __always_inline __u32 l4_slot(int ipproto, int has_th, __u32 th, const __u8 *b, __u32 n)
+{
+	if (ipproto == IPPROTO_TCP) {
+		__u32 flags = 0;
+		if (has_th && th + 14 <= n && th + 14 <= CACHE_LEN)
+			flags = b[th + 13] & (CLS_FIN | CLS_SYN | CLS_RST);
+		return L4_TCP * CLS_FLAGS_N + flags;
+	}
+	if (ipproto == IPPROTO_UDP)
+		return L4_UDP * CLS_FLAGS_N;
+	if (ipproto == IPPROTO_ICMP || ipproto == IPPROTO_ICMPV6)
+		return L4_ICMP * CLS_FLAGS_N;
+	return L4_OTHER * CLS_FLAGS_N;
+}
+
+#define L3_SLOT(l3) ((l3) * L4_N * CLS_FLAGS_N)
 
 static __always_inline __u16 be16_at(const __u8 *b, __u32 off)
 {
@@ -255,15 +278,15 @@ int prefilter(struct __sk_buff *skb)
 		nh += 4;
 	}
 
-	int l3 = L3_OTHER, l4 = L4_OTHER;
+	__u32 slot = L3_SLOT(L3_OTHER) + L4_OTHER * CLS_FLAGS_N;
 	int ipproto = -1;     /* -1: unknown */
 	__u32 th = 0;         /* transport header offset, valid when has_th */
 	int has_th = 0;       /* first fragment, header offset known */
 	struct flow_key key; /* set, and read, only with a cutoff */
 	int has_key = 0;
 
-	if (proto == ETH_P_IP) {
-		l3 = L3_IPV4;
+	if (__builtin_expect(proto == ETH_P_IP, 1)) {
+		slot = L3_SLOT(L3_IPV4) + L4_OTHER * CLS_FLAGS_N;
 		if (nh + 20 <= n && nh + 20 <= CACHE_LEN) {
 			/* One load for version/IHL .. fragment offset (bpfel only). */
 			__u64 w = *(const __u64 *)(b + nh);
@@ -274,6 +297,7 @@ int prefilter(struct __sk_buff *skb)
 				th = nh + ihl;
 				has_th = 1;
 			}
+			slot = L3_SLOT(L3_IPV4) + l4_slot(ipproto, has_th, th, b, n);
 			if (cutoff_packets || cutoff_bytes) {
 				__builtin_memset(&key, 0, sizeof(key));
 				__u32 a[4] = {}, d[4] = {};
@@ -293,9 +317,10 @@ int prefilter(struct __sk_buff *skb)
 			}
 		} else if (nh + 10 <= n && nh + 10 <= CACHE_LEN) {
 			ipproto = b[nh + 9];
+			slot = L3_SLOT(L3_IPV4) + l4_slot(ipproto, 0, 0, b, n);
 		}
 	} else if (proto == ETH_P_IPV6) {
-		l3 = L3_IPV6;
+		slot = L3_SLOT(L3_IPV6) + L4_OTHER * CLS_FLAGS_N;
 		if (nh + 40 <= n && nh + 40 <= CACHE_LEN) {
 			__u32 off = nh + 40;
 			int nxt = b[nh + 6];
@@ -329,6 +354,7 @@ int prefilter(struct __sk_buff *skb)
 				th = off;
 				has_th = 1;
 			}
+			slot = L3_SLOT(L3_IPV6) + l4_slot(ipproto, has_th, th, b, n);
 			if (cutoff_packets || cutoff_bytes) {
 				__builtin_memset(&key, 0, sizeof(key));
 				__u32 a[4], d[4];
@@ -350,35 +376,16 @@ int prefilter(struct __sk_buff *skb)
 			int nxt = b[nh + 6];
 			if (nxt == IPPROTO_TCP || nxt == IPPROTO_UDP || nxt == IPPROTO_ICMPV6)
 				ipproto = nxt;
+			slot = L3_SLOT(L3_IPV6) + l4_slot(ipproto, 0, 0, b, n);
 		}
 	} else if (proto == ETH_P_ARP) {
-		l3 = L3_ARP;
+		slot = L3_SLOT(L3_ARP) + L4_OTHER * CLS_FLAGS_N;
 	}
 
-	if (ipproto == IPPROTO_TCP) {
-		l4 = L4_TCP;
-		if (has_th && th + 14 <= n && th + 14 <= CACHE_LEN) {
-			__u8 flags = b[th + 13];
-			if (flags & 0x02)
-				count(&st->syn, len);
-			if (flags & 0x04)
-				count(&st->rst, len);
-			if (flags & 0x01)
-				count(&st->fin, len);
-		}
-	} else if (ipproto == IPPROTO_UDP) {
-		l4 = L4_UDP;
-	} else if (ipproto == IPPROTO_ICMP || ipproto == IPPROTO_ICMPV6) {
-		l4 = L4_ICMP;
-	}
-	count(&st->l3[l3], len);
-	count(&st->l4[l4], len);
+	count(&st->cls[slot], len);
 
-	__u32 verdict = 0xffffffff;
-	if (has_filter) {
-		__u64 frame[FILTER_FRAME_WORDS];
-		verdict = user_filter(skb, b, avail, frame);
-	}
+	__u64 frame[FILTER_FRAME_WORDS];
+	__u32 verdict = user_filter(skb, b, avail, frame);
 	if (verdict == 0) {
 		count(&st->filtered_out, len);
 		return 0;
@@ -401,5 +408,5 @@ int prefilter(struct __sk_buff *skb)
 			return 0;
 		}
 	}
-	return verdict < snaplen ? verdict : snaplen;
+	return verdict;
 }

@@ -153,8 +153,6 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		sample = 0
 	}
 	set := map[string]any{
-		"snaplen":        cfg.Snaplen,
-		"has_filter":     uint32(btoi(cfg.Filter != nil)),
 		"cutoff_packets": cfg.FlowCutoffPackets,
 		"cutoff_bytes":   cfg.FlowCutoffBytes,
 		"sample":         sample,
@@ -166,13 +164,16 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		}
 	}
 	spec.Maps["flows"].MaxEntries = cfg.MaxFlows
-	if cfg.Filter != nil {
-		prog := spec.Programs["prefilter"]
-		if prog.Instructions, err = inline(prog.Instructions, "user_filter", func(frame int16) (asm.Instructions, error) {
-			return translateFor(cfg.Filter, layout{frame: frame, direct: direct})
-		}); err != nil {
-			return nil, fmt.Errorf("prefilter: filter: %w", err)
+	// The verdict is the filter's, capped at the snaplen; without a filter,
+	// the snaplen itself.
+	prog := spec.Programs["prefilter"]
+	if prog.Instructions, err = inline(prog.Instructions, "user_filter", func(frame int16) (asm.Instructions, error) {
+		if cfg.Filter == nil {
+			return asm.Instructions{asm.Mov.Imm32(asm.R0, int32(cfg.Snaplen))}, nil
 		}
+		return translateFor(cfg.Filter, layout{frame: frame, direct: direct, snaplen: cfg.Snaplen})
+	}); err != nil {
+		return nil, fmt.Errorf("prefilter: filter: %w", err)
 	}
 	return spec, nil
 }
@@ -436,24 +437,39 @@ func (p *Prefilter) Stats() []InterfaceStats {
 	return out
 }
 
+// The TCP flag bits of a class slot, and how many combinations of them
+// (CLS_* in prefilter.c).
+const (
+	clsFin, clsSyn, clsRst = 1, 2, 4
+	clsFlags               = 8
+)
+
 func (st *InterfaceStats) add(perCPU []prefilterStats) {
 	add := func(c *Counter, v prefilterCounter) {
 		c.Packets += v.Packets
 		c.Bytes += v.Bytes
 	}
+	l3 := []*Counter{&st.L3.IPv4, &st.L3.IPv6, &st.L3.ARP, &st.L3.Other}
+	l4 := []*Counter{&st.L4.TCP, &st.L4.UDP, &st.L4.ICMP, &st.L4.Other}
 	for _, s := range perCPU {
-		for i, c := range []*Counter{&st.L3.IPv4, &st.L3.IPv6, &st.L3.ARP, &st.L3.Other} {
-			add(c, s.L3[i])
-			// every packet has exactly one L3 class
-			st.Packets += s.L3[i].Packets
-			st.Bytes += s.L3[i].Bytes
+		// Every packet is in exactly one class slot (prefilter.c: struct
+		// stats): index (l3*len(l4) + l4)*8 + its TCP FIN|SYN|RST bits.
+		for i, v := range s.Cls {
+			flags := i % clsFlags
+			add(l3[i/clsFlags/len(l4)], v)
+			add(l4[i/clsFlags%len(l4)], v)
+			if flags&clsSyn != 0 {
+				add(&st.TCPSyn, v)
+			}
+			if flags&clsRst != 0 {
+				add(&st.TCPRst, v)
+			}
+			if flags&clsFin != 0 {
+				add(&st.TCPFin, v)
+			}
+			st.Packets += v.Packets
+			st.Bytes += v.Bytes
 		}
-		for i, c := range []*Counter{&st.L4.TCP, &st.L4.UDP, &st.L4.ICMP, &st.L4.Other} {
-			add(c, s.L4[i])
-		}
-		add(&st.TCPSyn, s.Syn)
-		add(&st.TCPRst, s.Rst)
-		add(&st.TCPFin, s.Fin)
 		add(&st.FilteredOut, s.FilteredOut)
 		add(&st.FlowsCutOff, s.CutOff)
 		add(&st.SampledOut, s.SampledOut)

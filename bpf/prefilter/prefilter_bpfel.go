@@ -43,11 +43,7 @@ type prefilterScratch struct {
 
 type prefilterStats struct {
 	_           structs.HostLayout
-	L3          [4]prefilterCounter
-	L4          [4]prefilterCounter
-	Syn         prefilterCounter
-	Rst         prefilterCounter
-	Fin         prefilterCounter
+	Cls         [128]prefilterCounter
 	FilteredOut prefilterCounter
 	CutOff      prefilterCounter
 	SampledOut  prefilterCounter
@@ -65,10 +61,8 @@ const (
 	prefilterVarCutoffBytes   = "cutoff_bytes"
 	prefilterVarCutoffPackets = "cutoff_packets"
 	prefilterVarDirect        = "direct"
-	prefilterVarHasFilter     = "has_filter"
 	prefilterVarL2Len         = "l2_len"
 	prefilterVarSample        = "sample"
-	prefilterVarSnaplen       = "snaplen"
 )
 
 // loadPrefilter returns the embedded CollectionSpec for prefilter.
@@ -132,10 +126,8 @@ type prefilterVariableSpecs struct {
 	CutoffBytes   *ebpf.VariableSpec `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.VariableSpec `ebpf:"cutoff_packets"`
 	Direct        *ebpf.VariableSpec `ebpf:"direct"`
-	HasFilter     *ebpf.VariableSpec `ebpf:"has_filter"`
 	L2Len         *ebpf.VariableSpec `ebpf:"l2_len"`
 	Sample        *ebpf.VariableSpec `ebpf:"sample"`
-	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
 }
 
 // prefilterObjects contains all objects after they have been loaded into the kernel.
@@ -178,10 +170,8 @@ type prefilterVariables struct {
 	CutoffBytes   *ebpf.Variable `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.Variable `ebpf:"cutoff_packets"`
 	Direct        *ebpf.Variable `ebpf:"direct"`
-	HasFilter     *ebpf.Variable `ebpf:"has_filter"`
 	L2Len         *ebpf.Variable `ebpf:"l2_len"`
 	Sample        *ebpf.Variable `ebpf:"sample"`
-	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
 }
 
 // prefilterPrograms contains all programs after they have been loaded into the kernel.

@@ -93,6 +93,9 @@ type layout struct {
 	// sure is how many bytes at p the prologue has checked are readable:
 	// packet loads ending within it need no check of their own.
 	sure uint32
+	// snaplen caps every verdict (the kernel keeps at most that many bytes);
+	// 0 leaves verdicts as the program returns them.
+	snaplen uint32
 }
 
 // classic BPF opcode fields (linux/filter.h, linux/bpf_common.h).
@@ -640,7 +643,13 @@ func (l layout) translateOne(b *block, i, end int, f unix.SockFilter) error {
 		}
 	case clsRET:
 		if f.Code&0x18 == retK {
+			if l.snaplen != 0 {
+				k = min(k, l.snaplen)
+			}
 			b.emit(asm.Mov.Imm32(regA, int32(k)))
+		} else if l.snaplen != 0 {
+			// verdict = min(A, snaplen), unsigned
+			b.emit(withOff(asm.JLE.Imm32(regA, int32(l.snaplen), ""), 1), asm.Mov.Imm32(regA, int32(l.snaplen)))
 		}
 		b.jumpTo(ja(), end)
 	case clsMISC:
