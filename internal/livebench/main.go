@@ -290,9 +290,16 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 		res.CPUSeconds = tv(ru.Utime) + tv(ru.Stime)
 	}
 
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	// The capture files only: tcpdump's cap0..cap9 (-w cap -W 10), sonde's
+	// published ring files (its data directory also holds the index, events,
+	// reports and snapshots).
+	pattern := "*.pcap*"
+	if tool == "tcpdump" {
+		pattern = "cap[0-9]*"
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, pattern))
 	for _, f := range files {
-		if strings.HasSuffix(f, ".jsonl") || strings.HasSuffix(f, ".part") {
+		if !strings.HasSuffix(f, ".pcap") && !strings.HasSuffix(f, ".pcapng") && tool != "tcpdump" {
 			continue
 		}
 		n, err := netnstest.CountPcap(f)
