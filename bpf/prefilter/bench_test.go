@@ -53,9 +53,6 @@ func BenchmarkPrefilter(b *testing.B) {
 	}{
 		{"count only", Config{}, match},
 		{"count+filter accept", Config{Filter: progs[0]}, match},
-		// The peer: the same filter translated without load windows, each
-		// load reading the packet unless it repeats one exactly.
-		{"count+filter accept, no windows", Config{Filter: progs[0], exactReuse: true}, match},
 		{"count+filter reject", Config{Filter: progs[0]}, miss},
 		{"count+filter+cutoff+sample", Config{Filter: progs[0], FlowCutoffPackets: 1 << 40, Sample: 2}, match},
 	} {

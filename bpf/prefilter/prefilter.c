@@ -132,7 +132,7 @@ volatile const __u32 direct = 1;         /* read linear data in place (kfuncs) *
  * the call to it with the translation, inline, and drops this body: on entry
  * R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p) and
  * R4 = frame (stack it may use), and it leaves the verdict, already capped at
- * the snaplen, in R0 and clobbers only R1-R5 (R6-R9 as they were), as a call would. Without a
+ * the snaplen, in R0 and clobbers only R1-R5, as a call would. Without a
  * filter the body is R0 = snaplen. Its body here is opaque asm so that the
  * compiler cannot specialise the call site to the placeholder.
  */

@@ -57,10 +57,6 @@ type Config struct {
 	// reports RunTime and RunCount. It is host-wide: every BPF program on
 	// the host then pays for two clock reads per run. Off by default.
 	RunTimeStats bool
-
-	// exactReuse turns off load windows (see reuse in translate.go): the
-	// benchmark's peer, the translation without them, in the same run.
-	exactReuse bool
 }
 
 const (
@@ -175,7 +171,7 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		if cfg.Filter == nil {
 			return asm.Instructions{asm.Mov.Imm32(asm.R0, int32(cfg.Snaplen))}, nil
 		}
-		return translateFor(cfg.Filter, layout{frame: frame, direct: direct, snaplen: cfg.Snaplen, exactReuse: cfg.exactReuse})
+		return translateFor(cfg.Filter, layout{frame: frame, direct: direct, snaplen: cfg.Snaplen})
 	}); err != nil {
 		return nil, fmt.Errorf("prefilter: filter: %w", err)
 	}
@@ -186,8 +182,7 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 // argument is a stack frame for it, with the body build returns for that
 // frame's offset from R10, and drops sym's own instructions. The body must
 // keep to the call's convention (arguments in R1-R5, result in R0, R6-R9 and
-// the rest of the stack as they were when it falls through at its end, which
-// it must: the translation may use R6-R9 in between, restoring them).
+// the rest of the stack untouched) and fall through at its end.
 func inline(insns asm.Instructions, sym string, build func(frame int16) (asm.Instructions, error)) (asm.Instructions, error) {
 	call, fn, fnEnd := -1, -1, len(insns)
 	for i, ins := range insns {

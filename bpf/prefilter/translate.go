@@ -1,11 +1,9 @@
 package prefilter
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
@@ -20,12 +18,11 @@ import (
 // when it holds the bytes and call a helper otherwise; so verdicts are the
 // same bit for bit. It keeps to the calling convention of the call it
 // replaces: it reads R1-R4, clobbers only R0-R5 and the frame the caller gave
-// it (R6-R9 it may use, but restores), and leaves the verdict in R0.
+// it, and leaves the verdict in R0.
 //
 //	A  -> R0 (RET A leaves it as the verdict)
 //	R1 = skb, R2 = p (packet bytes), R3 = avail (bytes readable at p)
 //	X  -> R4, R5 scratch
-//	R6-R9: windows of packet bytes loaded once (see reuse), saved and restored
 //	M[0..15], spills and saved loads -> the caller's frame (R10 + frame offset)
 //
 // Every value is kept zero-extended to 64 bits (32-bit ALU, 32-bit jumps).
@@ -33,9 +30,8 @@ import (
 // the linear part, past a short packet) calls bpf_skb_load_bytes, with R1-R3
 // saved in the frame just before and R1-R4 reloaded after. Those slow paths
 // are placed after the whole body, so the fast path runs straight through
-// and stores nothing. A load whose bytes another load on every path to it
-// read already (X unchanged, for indexed ones) takes them from that load's
-// window instead of the packet (see reuse). A load beyond
+// and stores nothing. A load that repeats one made on every path to it (same
+// offset, X unchanged) reads the value saved then (see reuse). A load beyond
 // the packet makes the verdict 0, which rejects the packet as in classic BPF;
 // so does division or modulo by X == 0. The eBPF verifier refuses
 // unreachable code, so unreachable classic instructions are left out.
@@ -61,8 +57,7 @@ const (
 	fSkb, fP, fAvail, fX, fA       = 0, 8, 16, 24, 32
 	fLoad                          = 40        // bpf_skb_load_bytes writes here
 	fMem                           = 48        // M[k] at fMem + 4k, up to 112
-	fSaveRegs                      = 112       // R6-R9 while they hold windows (see reuse), 8 bytes each
-	fReuse                         = 144       // saved packet loads (see reuse), 4 bytes each, to the frame's end
+	fReuse                         = 112       // saved packet loads (see reuse), 4 bytes each, to the frame's end
 	maxDirect                      = 0x7fff    // loads ending past this always take the helper
 	skfNetOff                      = -0x100000 // SKF_NET_OFF
 	skfLLOff                       = -0x200000 // SKF_LL_OFF
@@ -101,8 +96,6 @@ type layout struct {
 	// snaplen caps every verdict (the kernel keeps at most that many bytes);
 	// 0 leaves verdicts as the program returns them.
 	snaplen uint32
-	// exactReuse keeps to exact repeats even in place (no raw windows).
-	exactReuse bool
 }
 
 // classic BPF opcode fields (linux/filter.h, linux/bpf_common.h).
@@ -353,50 +346,25 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 	// A packet shorter than every accepting path reads is rejected at once,
 	// which is the verdict it would get anyway; past that check, loads
 	// within those bytes cannot fail, and need no check.
-	req := required(prog, reached)
-	if req > 0 {
-		l.sure = min(req, cacheLen)
-	}
-	plan := reuse(prog, reached, l)
-	// The registers windows hold are saved before anything can jump to
-	// the end, which restores them (epi, after all the code).
-	saved, zeroed := registers(plan, l)
-	var epi block
-	for _, r := range saved {
-		pro.emit(asm.StoreMem(asm.R10, l.saveSlot(r), r, asm.DWord))
-		epi.emit(asm.LoadMem(r, asm.R10, l.saveSlot(r), asm.DWord))
-	}
-	for _, r := range zeroed {
-		pro.emit(asm.Mov.Imm(r, 0))
-	}
-	if req > 0 {
+	if r := required(prog, reached); r > 0 {
+		l.sure = min(r, cacheLen)
 		pro.jumpTo(asm.JLT.Imm(regAvail, int32(l.sure), ""), len(prog))
 	}
+	slots := reuse(prog, reached)
 	blocks := make([]block, len(prog))
 	for i, f := range prog {
 		if !reached[i] {
 			continue
 		}
-		r := plan[i]
-		switch {
-		case r.win != nil && r.win.raw:
-			l.windowLoad(&blocks[i], len(prog), f, r)
-			continue
-		case r.win != nil && !r.first && r.win.reg != 0:
-			blocks[i].emit(asm.Mov.Reg(regA, r.win.reg))
-			continue
-		case r.win != nil && !r.first:
-			blocks[i].emit(asm.LoadMem(regA, asm.R10, l.slot(r.win.slot), asm.Word))
+		if r := slots[i]; r.load {
+			blocks[i].emit(asm.LoadMem(regA, asm.R10, l.slot(r.slot), asm.Word))
 			continue
 		}
 		if err := l.translateOne(&blocks[i], i, len(prog), f); err != nil {
 			return nil, fmt.Errorf("instruction %d (code %#04x k %d): %w", i, f.Code, f.K, err)
 		}
-		switch {
-		case r.win != nil && r.win.reg != 0:
-			blocks[i].emit(asm.Mov.Reg(r.win.reg, regA))
-		case r.win != nil:
-			blocks[i].emit(asm.StoreMem(asm.R10, l.slot(r.win.slot), regA, asm.Word))
+		if r := slots[i]; r.store {
+			blocks[i].emit(asm.StoreMem(asm.R10, l.slot(r.slot), regA, asm.Word))
 		}
 	}
 	// Cold code goes after every block; without any, the last block's jump
@@ -427,7 +395,6 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 		}
 	}
 	start[len(prog)] = pos
-	pos += len(epi.ins)
 	out := make(asm.Instructions, 0, pos)
 	patch := func(i int, b *block, at int) error {
 		for _, fx := range b.fix {
@@ -466,7 +433,7 @@ func translateFor(prog []unix.SockFilter, l layout) (asm.Instructions, error) {
 			out = append(out, c.ins...)
 		}
 	}
-	return append(out, epi.ins...), nil
+	return out, nil
 }
 
 // required returns how many bytes from the start of the packet every path to
@@ -798,221 +765,47 @@ func (l layout) slowCall(intoX bool, size asm.Size, end int, fn asm.BuiltinFunc,
 	return b
 }
 
-// windowLoad translates a load served by a raw window (see reuse): unless
-// the prologue's check covers it, a check that the whole window is readable,
-// with the load's usual slow path for its own bytes when it is not; then the
-// window read from the packet into its register (first); then the load's own
-// bytes shifted out of the register, in the byte order a classic load gives.
-func (l layout) windowLoad(b *block, end int, f unix.SockFilter, r reused) {
-	w := r.win
-	ld, _ := loadOf(f)
-	size, _ := sizeOf(f.Code)
-	dst := regA
-	var slow block
-	switch {
-	case ld.msh:
-		dst = regX
-		slow = l.slowLoad(true, asm.Byte, end, asm.Mov.Imm32(asm.R2, int32(ld.k)))
-	case ld.ind:
-		slow = l.slowLoad(false, size, end, asm.Mov.Reg32(asm.R2, regX), asm.Add.Imm32(asm.R2, int32(ld.k)))
-	default:
-		slow = l.slowLoad(false, size, end, asm.Mov.Imm32(asm.R2, int32(ld.k)))
-	}
-	checked := l.checked(w)
-	switch {
-	case w.ind: // X + end <= avail, at 64 bits: X is a 32-bit value
-		b.emit(asm.Mov.Reg(regA, regX), asm.Add.Imm(regA, int32(w.start+w.n)))
-		b.jumpCold(asm.JGT.Reg(regA, regAvail, ""))
-	case checked:
-		b.jumpCold(asm.JLT.Imm(regAvail, int32(w.start+w.n), ""))
-	}
-	switch {
-	case !r.first:
-	case w.ind:
-		b.emit(asm.Mov.Reg(w.reg, regP), asm.Add.Reg(w.reg, regX), asm.LoadMem(w.reg, w.reg, int16(w.start), w.size()))
-	default:
-		b.emit(asm.LoadMem(w.reg, regP, int16(w.start), w.size()))
-	}
-	b.emit(asm.Mov.Reg(dst, w.reg))
-	if shift := 8 * (ld.k - w.start); shift > 0 {
-		b.emit(asm.RSh.Imm(dst, int32(shift)))
-	}
-	switch {
-	case ld.msh: // masked below
-	case ld.n == 1 && w.n > 1:
-		b.emit(asm.And.Imm32(dst, 0xff))
-	case ld.n > 1:
-		b.emit(asm.HostTo(asm.BE, dst, size))
-	}
-	if checked {
-		b.outOfLine(slow)
-	}
-	if ld.msh {
-		b.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
-	}
-}
-
-// window is a span of packet bytes (at most 8) that one load copies into a
-// register (or a frame slot), for the classic loads within it to read instead
-// of the packet (see reuse).
-type window struct {
-	ind   bool   // relative to X (indexed loads), else absolute
-	start uint32 // offset of its first byte (plus X when ind)
-	n     uint32 // its length: 1, 2, 4 or 8
-	// raw: the register holds the window's bytes as loaded, and each load
-	// takes its own from them. Otherwise the window is one load's bytes
-	// exactly and its register or slot holds that load's value, kept on its
-	// slow path too.
-	raw  bool
-	reg  asm.Register // R6-R9 holding it, or 0: a frame slot (exact windows only)
-	slot int
-	// first and last are the first and the last instruction that use it,
-	// which bound the register's use.
-	first, last int
-}
-
-// size is the eBPF load size of the whole window.
-func (w *window) size() asm.Size {
-	switch w.n {
-	case 1:
-		return asm.Byte
-	case 2:
-		return asm.Half
-	case 4:
-		return asm.Word
-	}
-	return asm.DWord
-}
-
-// reused says whether a classic load reads a window (nil: it loads as
-// usual) and whether the window is not yet loaded on every path to it
-// (first: this load loads it).
+// reused says what translateFor does with one classic load beyond loading:
+// store the value in a frame slot for a later identical load, or (load)
+// take the value from the slot instead of the packet.
 type reused struct {
-	win   *window
-	first bool
+	store, load bool
+	slot        int
 }
 
-// packetLoad is a classic load of packet bytes a window may serve: a load
-// into A (absolute or indexed) or the X = 4*(P[k]&0xf) of an IP header
-// length.
-type packetLoad struct {
-	ind  bool
-	k, n uint32
-	msh  bool
+// loadKey identifies a packet load into A: its mode, size and offset (and,
+// for an indexed load, that it reads relative to X).
+type loadKey struct {
+	code uint16
+	k    uint32
 }
 
-// loadOf says whether f is a packet load reuse considers, and which.
-func loadOf(f unix.SockFilter) (packetLoad, bool) {
-	switch {
-	case f.Code&0x07 == clsLD && f.Code&0xe0 == mABS:
-		if int32(f.K) < 0 {
-			return packetLoad{}, false // metadata, or link/network-relative
-		}
-		_, n := sizeOf(f.Code)
-		return packetLoad{k: f.K, n: n}, true
-	case f.Code&0x07 == clsLD && f.Code&0xe0 == mIND:
-		_, n := sizeOf(f.Code)
-		return packetLoad{ind: true, k: f.K, n: n}, true
-	case f.Code == clsLDX|szB|mMSH && int32(f.K) >= 0:
-		return packetLoad{k: f.K, n: 1, msh: true}, true
-	}
-	return packetLoad{}, false
-}
-
-// reuse plans the windows. Packet bytes never change while the filter runs,
-// so a load need not read them again when another load on every path to it
-// read them already: tcpdump's "port 80 and not port 22" loads both ports of
-// the same header twice, and its IPv4 tests read the ethertype and the
-// header length, the fragment offset and the protocol, in pairs a few bytes
-// apart.
-//
-// Where p is read in place (l.direct), every load through it is a guarded
-// (BPF_PROBE_MEM) load, dearer than a shift, so the loads of each kind
-// (absolute, or indexed by X) are grouped by offset into windows of at most
-// 8 bytes: the first load of a window on a path reads all of it into a
-// register, later ones shift their bytes out of the register. (A frame slot
-// instead of a register measured no faster than loading each field.) The
-// register is loaded only where that load's fast path runs; so every load
-// served by a raw window checks that the whole window is readable (avail >=
-// its end, X included), taking the usual slow path for its own bytes if not.
-// The check is the same for every load of the window, with X and avail
-// unchanged, so it passes at a later load only if it passed, and the
-// register was loaded, at the first. A window within what the prologue
-// checked needs no check at all. For "tcp and port 80 and host 198.18.0.1
-// and not port 22 and len > 60" an accepted packet makes 4 packet loads
-// instead of 9.
-//
-// Elsewhere (p is the copy, whose loads are unguarded) only loads repeated
-// exactly are reused, a frame slot keeping the loaded value.
-//
-// Classic programs only jump forward, so one pass in order computes, for
-// each instruction, the windows available on every path to it (the
-// intersection over its predecessors); an LDX or TAX, which changes X,
-// makes the indexed ones unavailable.
-func reuse(prog []unix.SockFilter, reached []bool, l layout) []reused {
+// reuse finds the classic loads into A that repeat a load made on every path
+// to them, with X unchanged since for an indexed one, as tcpdump's programs
+// do for "port 80 and not port 22" (both ports of the same header, twice):
+// packet bytes never change, so the first load saves its value in a frame
+// slot and the repeat reads the slot. Classic programs only jump forward, so
+// one pass in order computes, for each instruction, the loads available on
+// every path to it (the intersection over its predecessors).
+func reuse(prog []unix.SockFilter, reached []bool) []reused {
 	out := make([]reused, len(prog))
-	// The windows, and which one serves each load.
-	var wins []*window
-	winOf := make([]*window, len(prog))
-	type exactKey struct {
-		code uint16
-		k    uint32
-	}
-	exact := map[exactKey]*window{}
-	var ranges [2][]packetLoad // absolute, indexed: loads a raw window may serve
-	for i, f := range prog {
-		ld, ok := loadOf(f)
-		if !ok || !reached[i] {
-			continue
+	keyOf := func(f unix.SockFilter) (loadKey, bool) {
+		if f.Code&0x07 != clsLD {
+			return loadKey{}, false
 		}
-		if l.direct && !l.exactReuse && rawOK(ld) {
-			ranges[btoi(ld.ind)] = append(ranges[btoi(ld.ind)], ld)
-			continue
-		}
-		if ld.msh {
-			continue
-		}
-		key := exactKey{f.Code, f.K}
-		if exact[key] == nil {
-			exact[key] = &window{ind: ld.ind, start: ld.k, n: ld.n}
-			wins = append(wins, exact[key])
-		}
-		winOf[i] = exact[key]
-	}
-	member := map[packetLoad]*window{}
-	for kind, rs := range ranges {
-		slices.SortFunc(rs, func(a, b packetLoad) int {
-			return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.n, b.n))
-		})
-		for j := 0; j < len(rs); {
-			w := &window{ind: kind == 1, start: rs[j].k, raw: true}
-			end, distinct, msh := rs[j].k+rs[j].n, 0, false
-			var last packetLoad
-			for ; j < len(rs) && rs[j].k+rs[j].n-w.start <= 8; j++ {
-				end = max(end, rs[j].k+rs[j].n)
-				if rs[j] != last {
-					distinct++
-				}
-				last, msh = rs[j], msh || rs[j].msh
-				member[rs[j]] = w
+		switch f.Code & 0xe0 {
+		case mABS:
+			if f.K >= skfAdOff || int32(f.K) < 0 {
+				return loadKey{}, false // metadata, or link/network-relative
 			}
-			w.n = 1
-			for w.n < end-w.start {
-				w.n *= 2
-			}
-			// One distinct load of A, repeated: keep its value instead.
-			w.raw = distinct > 1 || msh
-			wins = append(wins, w)
+		case mIND:
+		default:
+			return loadKey{}, false
 		}
+		return loadKey{f.Code, f.K}, true
 	}
-	for i, f := range prog {
-		if ld, ok := loadOf(f); ok && reached[i] && member[ld] != nil {
-			winOf[i] = member[ld]
-		}
-	}
-
-	in := make([]map[*window]bool, len(prog)) // nil: no predecessor seen yet
-	flow := func(to int, set map[*window]bool) {
+	in := make([]map[loadKey]bool, len(prog)) // nil: no predecessor seen yet
+	flow := func(to int, set map[loadKey]bool) {
 		if in[to] == nil {
 			in[to] = maps.Clone(set)
 			return
@@ -1023,29 +816,29 @@ func reuse(prog []unix.SockFilter, reached []bool, l layout) []reused {
 			}
 		}
 	}
-	used := map[*window]bool{}
+	used := map[loadKey]bool{}
 	for i, f := range prog {
 		if !reached[i] {
 			continue
 		}
 		set := in[i]
 		if set == nil {
-			set = map[*window]bool{}
+			set = map[loadKey]bool{}
 		}
-		if w := winOf[i]; w != nil {
-			if set[w] {
-				used[w] = true
+		if k, ok := keyOf(f); ok {
+			if set[k] {
+				out[i].load = true
+				used[k] = true
 			} else {
-				out[i].first = true
 				set = maps.Clone(set)
-				set[w] = true
+				set[k] = true
 			}
 		}
 		if cls := f.Code & 0x07; cls == clsLDX || (cls == clsMISC && f.Code&0xf8 == miscTAX) {
 			set = maps.Clone(set)
-			for w := range set {
-				if w.ind {
-					delete(set, w)
+			for k := range set {
+				if k.code&0xe0 == mIND {
+					delete(set, k)
 				}
 			}
 		}
@@ -1054,103 +847,35 @@ func reuse(prog []unix.SockFilter, reached []bool, l layout) []reused {
 			flow(t, set)
 		}
 	}
-	// In place, each window some load reads again gets a register of R6-R9,
-	// which the C code around the filter uses (the prologue saves them and
-	// the end restores them) and helper calls keep: windows whose spans of
-	// instructions do not overlap share one (classic programs only jump
-	// forward, so a window's loads all lie between its first and last use).
-	// A raw window with no register left is not used; an exact one, and
-	// every window of the copy, keeps its value in a frame slot.
-	for _, w := range wins {
-		w.first = -1
-	}
-	for i := range prog {
-		if w := winOf[i]; w != nil && used[w] {
-			if w.first < 0 {
-				w.first = i
-			}
-			w.last = i
+	// One slot per reused load, while the frame has room; a load whose
+	// repeat gets no slot is simply made again.
+	slot := map[loadKey]int{}
+	next := fReuse
+	for i, f := range prog {
+		k, ok := keyOf(f)
+		if !ok || !reached[i] || !used[k] {
+			continue
 		}
-	}
-	if l.direct {
-		var busy [4]int // the last use of the window each register holds
-		for r := range busy {
-			busy[r] = -1
-		}
-		byFirst := slices.Clone(wins)
-		slices.SortStableFunc(byFirst, func(a, b *window) int { return cmp.Compare(a.first, b.first) })
-		for _, w := range byFirst {
-			if !used[w] {
+		if _, ok := slot[k]; !ok {
+			if next+4 > 8*frameWords {
+				used[k] = false
 				continue
 			}
-			for r := range busy {
-				if busy[r] < w.first {
-					w.reg = asm.R6 + asm.Register(r)
-					busy[r] = w.last
-					break
-				}
-			}
-			if w.reg == 0 && w.raw {
-				used[w] = false
-			}
+			slot[k] = next
+			next += 4
 		}
 	}
-	next := fReuse
-	for _, w := range wins {
-		if !used[w] || w.reg != 0 {
+	for i, f := range prog {
+		k, ok := keyOf(f)
+		if !ok || !reached[i] {
 			continue
 		}
-		if next+4 > 8*frameWords {
-			used[w] = false
-			continue
-		}
-		w.slot = next
-		next += 4
-	}
-	for i := range prog {
-		if w := winOf[i]; w != nil && used[w] {
-			out[i].win = w
+		if s, ok := slot[k]; ok && used[k] {
+			out[i].slot = s
+			out[i].store = !out[i].load
 		} else {
-			out[i] = reused{}
+			out[i].load = false
 		}
 	}
 	return out
 }
-
-// rawOK says whether a load may be served by a raw window: it reads p in
-// place, within what an eBPF load offset reaches.
-func rawOK(ld packetLoad) bool {
-	if ld.ind {
-		return ld.k <= 0x7fff-8
-	}
-	return ld.k+8 <= maxDirect
-}
-
-// checked says whether the loads of a raw window check that it is readable:
-// unless it is absolute and within what the prologue checked.
-func (l layout) checked(w *window) bool { return w.ind || w.start+w.n > l.sure }
-
-// registers returns the registers the windows hold (which the prologue
-// saves and the end restores) and, of those, the ones the prologue zeroes:
-// a checked raw window's, where a path whose first load took its slow path
-// reaches later loads with the register unwritten (they take their slow
-// path too, but the verifier cannot tell, and it may hold a pointer).
-func registers(plan []reused, l layout) (saved, zeroed []asm.Register) {
-	for _, r := range plan {
-		w := r.win
-		if w == nil || w.reg == 0 {
-			continue
-		}
-		if !slices.Contains(saved, w.reg) {
-			saved = append(saved, w.reg)
-		}
-		if w.raw && l.checked(w) && !slices.Contains(zeroed, w.reg) {
-			zeroed = append(zeroed, w.reg)
-		}
-	}
-	slices.Sort(saved)
-	slices.Sort(zeroed)
-	return saved, zeroed
-}
-
-func (l layout) saveSlot(r asm.Register) int16 { return l.slot(fSaveRegs + 8*int(r-asm.R6)) }
