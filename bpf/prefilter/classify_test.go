@@ -69,7 +69,7 @@ func TestClassCounters(t *testing.T) {
 	}
 }
 
-func testClassCounters(t *testing.T, objs *prefilterObjects) {
+func testClassCounters(t *testing.T, objs *objects) {
 	var total InterfaceStats
 	for _, c := range classFrames() {
 		t.Run(c.name, func(t *testing.T) {

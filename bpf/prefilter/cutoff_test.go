@@ -165,3 +165,62 @@ func TestSnaplen(t *testing.T) {
 		})
 	}
 }
+
+// TestVariants loads each build of prefilter.c (read in place or a copy,
+// cutoff on or off, sampling on or off) and checks that its switches do
+// what they say: with the cutoff, a flow's second packet is cut off; with
+// sampling at 1 in 2, some of 200 packets are sampled out and some kept.
+func TestVariants(t *testing.T) {
+	needBPF(t)
+	for _, direct := range []bool{true, false} {
+		for _, cutoff := range []uint64{0, 1} {
+			for _, sample := range []uint32{0, 2} {
+				name := variantName(direct, cutoff > 0, sample > 1)
+				t.Run(name, func(t *testing.T) {
+					p, err := New(Config{FlowCutoffPackets: cutoff, Sample: sample})
+					if err != nil {
+						t.Fatal(err)
+					}
+					spec, err := newSpec(p.cfg, direct)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := spec.Programs["prefilter"].Name; got != name {
+						t.Fatalf("loaded %s, want %s", got, name)
+					}
+					var objs objects
+					if err := loadObjects(spec, 14, &objs); err != nil {
+						t.Fatal(err)
+					}
+					defer objs.Close()
+					kept := 0
+					for seq := range 200 {
+						flow := seq // a new flow each time, but for the second packet
+						if seq == 1 {
+							flow = 0
+						}
+						if runFrame(t, objs.Prefilter, flowFrame(flow, 0)) != 0 {
+							kept++
+						}
+					}
+					st := readStats(t, &objs)
+					if st.Packets != 200 {
+						t.Errorf("counted %d packets, want 200", st.Packets)
+					}
+					if want := uint64(cutoff); st.FlowsCutOff.Packets != want {
+						t.Errorf("%d packets cut off, want %d", st.FlowsCutOff.Packets, want)
+					}
+					switch {
+					case sample == 0 && st.SampledOut.Packets != 0:
+						t.Errorf("%d packets sampled out with sampling off", st.SampledOut.Packets)
+					case sample > 1 && (st.SampledOut.Packets < 50 || st.SampledOut.Packets > 150):
+						t.Errorf("%d of 200 packets sampled out at 1 in 2", st.SampledOut.Packets)
+					}
+					if want := 200 - int(st.FlowsCutOff.Packets+st.SampledOut.Packets); kept != want {
+						t.Errorf("%d packets kept, want %d", kept, want)
+					}
+				})
+			}
+		}
+	}
+}

@@ -121,14 +121,14 @@ func needBPF(t testing.TB) {
 
 // loadTest loads the program for cfg as Attach would for an Ethernet
 // interface, without a socket, reading packets in place.
-func loadTest(t testing.TB, cfg Config) *prefilterObjects {
+func loadTest(t testing.TB, cfg Config) *objects {
 	t.Helper()
 	needBPF(t)
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs prefilterObjects
+	var objs objects
 	if err := loadObjects(p.spec, 14, &objs); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func loadTest(t testing.TB, cfg Config) *prefilterObjects {
 
 // loadTestCopy is loadTest for the program that copies the first bytes of
 // each packet, the fallback for kernels that cannot give them in place.
-func loadTestCopy(t testing.TB, cfg Config) *prefilterObjects {
+func loadTestCopy(t testing.TB, cfg Config) *objects {
 	t.Helper()
 	needBPF(t)
 	p, err := New(cfg)
@@ -149,7 +149,7 @@ func loadTestCopy(t testing.TB, cfg Config) *prefilterObjects {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs prefilterObjects
+	var objs objects
 	if err := loadObjects(spec, 14, &objs); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func loadTestCopy(t testing.TB, cfg Config) *prefilterObjects {
 // loaders are both ways the program reads packets.
 var loaders = []struct {
 	name string
-	load func(testing.TB, Config) *prefilterObjects
+	load func(testing.TB, Config) *objects
 }{{"in place", loadTest}, {"copy", loadTestCopy}}
 
 // testInput wraps frame for BPF_PROG_TEST_RUN. For socket filters the kernel
@@ -202,7 +202,7 @@ func runFrame(t testing.TB, prog *ebpf.Program, frame []byte) uint32 {
 	return ret
 }
 
-func readStats(t testing.TB, objs *prefilterObjects) InterfaceStats {
+func readStats(t testing.TB, objs *objects) InterfaceStats {
 	t.Helper()
 	var perCPU []prefilterStats
 	if err := objs.StatsMap.Lookup(uint32(0), &perCPU); err != nil {

@@ -122,7 +122,7 @@ type ifaceProg struct {
 	name    string
 	l2len   uint32
 	inPlace bool
-	objs    prefilterObjects
+	objs    objects
 }
 
 // New checks cfg and prepares the program (translating the filter); it loads
@@ -156,7 +156,6 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		"cutoff_packets": cfg.FlowCutoffPackets,
 		"cutoff_bytes":   cfg.FlowCutoffBytes,
 		"sample":         sample,
-		"direct":         uint32(btoi(direct)),
 	}
 	for name, v := range set {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -164,9 +163,18 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		}
 	}
 	spec.Maps["flows"].MaxEntries = cfg.MaxFlows
+	// The variant with only what cfg turns on (prefilter.c), as "prefilter".
+	name := variantName(direct, cfg.FlowCutoffPackets > 0 || cfg.FlowCutoffBytes > 0, sample > 1)
+	prog := spec.Programs[name]
+	if prog == nil {
+		return nil, fmt.Errorf("prefilter: no program %s in the embedded object", name)
+	}
+	for n := range spec.Programs {
+		delete(spec.Programs, n)
+	}
+	spec.Programs["prefilter"] = prog
 	// The verdict is the filter's, capped at the snaplen; without a filter,
 	// the snaplen itself.
-	prog := spec.Programs["prefilter"]
 	if prog.Instructions, err = inline(prog.Instructions, "user_filter", func(frame int16) (asm.Instructions, error) {
 		if cfg.Filter == nil {
 			return asm.Instructions{asm.Mov.Imm32(asm.R0, int32(cfg.Snaplen))}, nil
@@ -176,6 +184,24 @@ func newSpec(cfg Config, direct bool) (*ebpf.CollectionSpec, error) {
 		return nil, fmt.Errorf("prefilter: filter: %w", err)
 	}
 	return spec, nil
+}
+
+// variantName names the build of prefilter.c for a configuration: reading
+// packets in place or a copy, with a flow cutoff or not, sampling or not.
+func variantName(direct, cutoff, sampling bool) string {
+	return fmt.Sprintf("prefilter_%d%d%d", btoi(direct), btoi(cutoff), btoi(sampling))
+}
+
+// objects is what one interface loads: the variant of the program its
+// configuration needs, as "prefilter" (see newSpec), and the maps. The
+// generated prefilterObjects would load every variant.
+type objects struct {
+	Prefilter *ebpf.Program `ebpf:"prefilter"`
+	prefilterMaps
+}
+
+func (o *objects) Close() error {
+	return errors.Join(o.Prefilter.Close(), o.prefilterMaps.Close())
 }
 
 // inline replaces the one call to the function sym in insns, whose fourth
@@ -305,7 +331,7 @@ func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
 // loadEither loads spec, which reads packets in place, or if the kernel
 // refuses it (no bpf_cast_to_kern_ctx/bpf_rdonly_cast to void, or no BTF)
 // cfg's program that reads a copy of them.
-func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects) (inPlace bool, err error) {
+func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *objects) (inPlace bool, err error) {
 	if err = loadObjects(spec, l2len, objs); err == nil {
 		return true, nil
 	}
@@ -319,7 +345,7 @@ func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *prefi
 	return false, nil
 }
 
-func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *prefilterObjects) error {
+func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *objects) error {
 	spec = spec.Copy()
 	if err := spec.Variables["l2_len"].Set(l2len); err != nil {
 		return err
@@ -506,7 +532,7 @@ func Supported() error {
 	if err != nil {
 		return err
 	}
-	var objs prefilterObjects
+	var objs objects
 	if _, err := loadEither(cfg, spec, 14, &objs); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("eBPF prefilter unavailable: loading a socket filter needs CAP_BPF and CAP_PERFMON (or root): %w", err)

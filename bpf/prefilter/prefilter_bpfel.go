@@ -57,10 +57,16 @@ const (
 	prefilterMapFlows         = "flows"
 	prefilterMapScratchMap    = "scratch_map"
 	prefilterMapStatsMap      = "stats_map"
-	prefilterProgPrefilter    = "prefilter"
+	prefilterProgPrefilter000 = "prefilter_000"
+	prefilterProgPrefilter001 = "prefilter_001"
+	prefilterProgPrefilter010 = "prefilter_010"
+	prefilterProgPrefilter011 = "prefilter_011"
+	prefilterProgPrefilter100 = "prefilter_100"
+	prefilterProgPrefilter101 = "prefilter_101"
+	prefilterProgPrefilter110 = "prefilter_110"
+	prefilterProgPrefilter111 = "prefilter_111"
 	prefilterVarCutoffBytes   = "cutoff_bytes"
 	prefilterVarCutoffPackets = "cutoff_packets"
-	prefilterVarDirect        = "direct"
 	prefilterVarL2Len         = "l2_len"
 	prefilterVarSample        = "sample"
 )
@@ -107,7 +113,14 @@ type prefilterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type prefilterProgramSpecs struct {
-	Prefilter *ebpf.ProgramSpec `ebpf:"prefilter"`
+	Prefilter000 *ebpf.ProgramSpec `ebpf:"prefilter_000"`
+	Prefilter001 *ebpf.ProgramSpec `ebpf:"prefilter_001"`
+	Prefilter010 *ebpf.ProgramSpec `ebpf:"prefilter_010"`
+	Prefilter011 *ebpf.ProgramSpec `ebpf:"prefilter_011"`
+	Prefilter100 *ebpf.ProgramSpec `ebpf:"prefilter_100"`
+	Prefilter101 *ebpf.ProgramSpec `ebpf:"prefilter_101"`
+	Prefilter110 *ebpf.ProgramSpec `ebpf:"prefilter_110"`
+	Prefilter111 *ebpf.ProgramSpec `ebpf:"prefilter_111"`
 }
 
 // prefilterMapSpecs contains maps before they are loaded into the kernel.
@@ -125,7 +138,6 @@ type prefilterMapSpecs struct {
 type prefilterVariableSpecs struct {
 	CutoffBytes   *ebpf.VariableSpec `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.VariableSpec `ebpf:"cutoff_packets"`
-	Direct        *ebpf.VariableSpec `ebpf:"direct"`
 	L2Len         *ebpf.VariableSpec `ebpf:"l2_len"`
 	Sample        *ebpf.VariableSpec `ebpf:"sample"`
 }
@@ -169,7 +181,6 @@ func (m *prefilterMaps) Close() error {
 type prefilterVariables struct {
 	CutoffBytes   *ebpf.Variable `ebpf:"cutoff_bytes"`
 	CutoffPackets *ebpf.Variable `ebpf:"cutoff_packets"`
-	Direct        *ebpf.Variable `ebpf:"direct"`
 	L2Len         *ebpf.Variable `ebpf:"l2_len"`
 	Sample        *ebpf.Variable `ebpf:"sample"`
 }
@@ -178,12 +189,26 @@ type prefilterVariables struct {
 //
 // It can be passed to loadPrefilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type prefilterPrograms struct {
-	Prefilter *ebpf.Program `ebpf:"prefilter"`
+	Prefilter000 *ebpf.Program `ebpf:"prefilter_000"`
+	Prefilter001 *ebpf.Program `ebpf:"prefilter_001"`
+	Prefilter010 *ebpf.Program `ebpf:"prefilter_010"`
+	Prefilter011 *ebpf.Program `ebpf:"prefilter_011"`
+	Prefilter100 *ebpf.Program `ebpf:"prefilter_100"`
+	Prefilter101 *ebpf.Program `ebpf:"prefilter_101"`
+	Prefilter110 *ebpf.Program `ebpf:"prefilter_110"`
+	Prefilter111 *ebpf.Program `ebpf:"prefilter_111"`
 }
 
 func (p *prefilterPrograms) Close() error {
 	return _PrefilterClose(
-		p.Prefilter,
+		p.Prefilter000,
+		p.Prefilter001,
+		p.Prefilter010,
+		p.Prefilter011,
+		p.Prefilter100,
+		p.Prefilter101,
+		p.Prefilter110,
+		p.Prefilter111,
 	)
 }
 

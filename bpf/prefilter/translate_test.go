@@ -357,7 +357,7 @@ func checkProgram(t *testing.T, prog []unix.SockFilter, frames [][]byte) (accept
 	return accepted
 }
 
-func checkProgramWith(t *testing.T, objs *prefilterObjects, prog []unix.SockFilter, frames [][]byte) (accepted int) {
+func checkProgramWith(t *testing.T, objs *objects, prog []unix.SockFilter, frames [][]byte) (accepted int) {
 	t.Helper()
 	mismatches := 0
 	for _, f := range frames {
