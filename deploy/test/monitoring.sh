@@ -15,7 +15,10 @@
 #   peer (hping3: SondeAnomalyDetected{kind="syn_flood"}), a small ring that
 #   evicts for size (retention), a full data volume (volume, write errors,
 #   drops), the captured interface down (capture stopped), sonde killed
-#   (target down). The rules run with `for: 0s` and 1 s intervals here.
+#   (target down; the fleet in front of it then reports its member down).
+#   sonde fleet runs in front of the sensor (tokens both ways) and a window
+#   is pulled through it every second, so the fleet service's panels have
+#   data. The rules run with `for: 0s` and 1 s intervals here.
 # Needs: root, iproute2, curl, prometheus (promtool), hping3, go, minio (.ci/run builds it).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,13 +27,15 @@ root=$(cd ../.. && pwd)
 ns=sonde-ci-mon peer=sonde-ci-mon-peer
 work=$(mktemp -d /tmp/sonde-ci-mon.XXXXXX)
 sonde_pid="" prom_pid="" traffic_pid="" filler_pid="" tg_server_pid="" tg_client_pid="" minio_pid=""
+fleet_pid="" pull_pid=""
 cleanup() {
 	if [ "${ok:-}" != 1 ]; then
 		echo "--- sonde log (tail)"; tail -20 "$work/sonde.log" 2>/dev/null || true
 		echo "--- prometheus log (tail)"; tail -20 "$work/prometheus.log" 2>/dev/null || true
 		echo "--- minio log (tail)"; tail -20 "$work/minio.log" 2>/dev/null || true
+		echo "--- fleet log (tail)"; tail -20 "$work/fleet.log" 2>/dev/null || true
 	fi
-	for p in $tg_client_pid $tg_server_pid $filler_pid $traffic_pid $prom_pid $sonde_pid $minio_pid; do kill "$p" 2>/dev/null || true; done
+	for p in $pull_pid $fleet_pid $tg_client_pid $tg_server_pid $filler_pid $traffic_pid $prom_pid $sonde_pid $minio_pid; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	umount "$work/data" 2>/dev/null || true
 	ip netns del "$peer" 2>/dev/null || true
@@ -76,8 +81,11 @@ wait_for 60 "minio live" in_ns curl -sf http://127.0.0.1:9000/minio/health/live
 in_ns curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
 	http://127.0.0.1:9000/sonde-ci || fail "could not create the bucket sonde-ci in minio"
 
+# Tokens both ways, as deployed: the sensor's API, and the fleet's own.
+echo sensor-ci-token-0123456789 >"$work/api-token"
+echo fleet-ci-token-0123456789 >"$work/fleet-token"
 ip netns exec "$ns" "$work/sonde" run --interface lo,cap0 --data-dir "$work/data" --listen 127.0.0.1:9750 \
-	--workers 1 --capture-ring-bytes 4MiB --ring-max-bytes 1MiB --file-max-bytes 64KiB \
+	--api-token-file "$work/api-token" --workers 1 --capture-ring-bytes 4MiB --ring-max-bytes 1MiB --file-max-bytes 64KiB \
 	--file-max-duration 1s --min-free-percent 1 --prefilter ebpf --window 2s \
 	--s3-endpoint http://127.0.0.1:9000 --s3-bucket sonde-ci --s3-region us-east-1 \
 	--log-format json >"$work/sonde.log" 2>&1 &
@@ -90,6 +98,15 @@ grep -q '^sonde_prefilter_packets_total{interface="cap0"}' "$work/metrics.txt" \
 	|| fail "no sonde_prefilter_* series: the eBPF prefilter did not load (see sonde.log)"
 grep -q '^sonde_offload_queue_files ' "$work/metrics.txt" \
 	|| fail "no sonde_offload_* series: offload to minio is not on (see sonde.log)"
+
+# sonde fleet in front of the sensor, on the address the shipped
+# Prometheus configuration scrapes (job sonde-fleet).
+mkdir -p "$work/fleet"
+ip netns exec "$ns" "$work/sonde" fleet --listen 127.0.0.1:9751 --members 127.0.0.1:9750 \
+	--member-token-file "$work/api-token" --api-token-file "$work/fleet-token" \
+	--member-poll-interval 1s --data-dir "$work/fleet" --log-format json >"$work/fleet.log" 2>&1 &
+fleet_pid=$!
+wait_for 30 "fleet /api/ready" in_ns curl -sf http://127.0.0.1:9751/api/ready
 
 # The shipped config and rules, made fast for a test: 1 s scrapes and
 # evaluations, no `for:` wait.
@@ -111,6 +128,21 @@ tg_server_pid=$!
 sleep 0.5
 ip netns exec "$peer" "$work/trafficgen" -target 198.18.0.1 >"$work/tg-client.log" 2>&1 &
 tg_client_pid=$!
+
+# A user pulling the last seconds through the fleet, once a second, so its
+# request, latency and merge panels have data; the first answer must be a
+# pcapng (its section header block type) with packets in it.
+pull() {
+	in_ns curl -sf -H "Authorization: Bearer fleet-ci-token-0123456789" -o "$1" \
+		"http://127.0.0.1:9751/api/v1/pcap?from=$(( $(date +%s) - 5 ))&to=$(date +%s)"
+}
+wait_for 30 "a window through the fleet" pull "$work/fleet.pcapng"
+[ "$(head -c 4 "$work/fleet.pcapng" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ] \
+	|| fail "the fleet's answer is not a pcapng"
+[ "$(stat -c %s "$work/fleet.pcapng")" -gt 200 ] || fail "the fleet's pcapng holds no packets"
+sh -c 'while :; do ip netns exec "$1" curl -s -o /dev/null -H "Authorization: Bearer fleet-ci-token-0123456789" \
+	"http://127.0.0.1:9751/api/v1/pcap?from=$(( $(date +%s) - 5 ))&to=$(date +%s)"; sleep 1; done' pull "$ns" &
+pull_pid=$!
 
 export SONDE_PROMETHEUS_URL=http://127.0.0.1:9090
 t() { in_ns env SONDE_PROMETHEUS_URL="$SONDE_PROMETHEUS_URL" SONDE_EXPECT_ALERTS="${2:-}" "$work/deploy.test" -test.count=1 -test.v -test.run "$1"; }
@@ -136,6 +168,6 @@ ip -n "$ns" link set cap0 down
 t 'TestAlertsFire$' SondeCaptureStopped
 
 kill "$sonde_pid"; wait "$sonde_pid" || true; sonde_pid=""
-t 'TestAlertsFire$' SondeTargetDown
+t 'TestAlertsFire$' SondeTargetDown,SondeFleetMemberDown
 ok=1
 pass "monitoring: queries return data, every alert fires when provoked"

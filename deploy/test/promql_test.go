@@ -40,7 +40,7 @@ func dashboardQueries(t *testing.T) []query {
 	if len(files) == 0 {
 		t.Fatal("no dashboards under deploy/grafana/dashboards")
 	}
-	repl := strings.NewReplacer(`$__rate_interval`, "1m", `$job`, "sonde", `$instance`, ".*", `$interface`, ".*")
+	repl := strings.NewReplacer(`$__rate_interval`, "1m", `$job`, "sonde", `$instance`, ".*", `$interface`, ".*", `$fleet_job`, "sonde-fleet")
 	var qs []query
 	for _, f := range files {
 		var d struct {
