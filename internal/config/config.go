@@ -511,6 +511,14 @@ func (c *Config) validateS3(bad func(string, any, string), errs *[]error) {
 	if c.S3Compress = strings.ToLower(c.S3Compress); c.S3Compress != "none" && c.S3Compress != "zstd" {
 		bad("s3-compress", c.S3Compress, "want none or zstd")
 	}
+	// One PUT per file, which S3 caps at 5 GiB: every ring file must end
+	// below that (a file exceeds --file-max-bytes only by a lone record of at
+	// most the snaplen, so 1 MiB is left for it). Without a size limit a
+	// file's upload could fail on every try until the file is evicted.
+	if c.FileMaxBytes == 0 || c.FileMaxBytes > maxOffloadFile {
+		bad("file-max-bytes", c.shown("file-max-bytes", FormatSize(c.FileMaxBytes)),
+			"with --s3-endpoint want 64KiB to "+FormatSize(maxOffloadFile)+": each file is uploaded in one PUT, and object storage takes at most 5GiB in one")
+	}
 	if c.S3UploadWorkers < 1 || c.S3UploadWorkers > 64 {
 		bad("s3-upload-workers", c.S3UploadWorkers, "want 1 to 64")
 	}
@@ -525,6 +533,10 @@ func (c *Config) validateS3(bad func(string, any, string), errs *[]error) {
 			c.S3Endpoint, c.Source("s3-endpoint")))
 	}
 }
+
+// maxOffloadFile is the largest --file-max-bytes offload takes: S3's 5 GiB
+// for one PUT, less 1 MiB for a file's last record.
+const maxOffloadFile = 5*GiB - MiB
 
 // validBucket follows S3's bucket naming rules (the common subset).
 func validBucket(b string) bool {

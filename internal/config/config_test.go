@@ -455,6 +455,37 @@ func FuzzLoadYAML(f *testing.F) {
 	})
 }
 
+// TestS3FileSize: with offload on, ring files must have a size limit below
+// the 5 GiB a single PUT takes.
+func TestS3FileSize(t *testing.T) {
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "AKIDSONDETEST", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-x", "SONDE_S3_BUCKET": "sonde"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, c := range []struct {
+		size, err string
+	}{
+		{"", ""}, // the default, 100MiB
+		{"5119MiB", ""},
+		{"5120MiB", `invalid --file-max-bytes "5120MiB" (flag --file-max-bytes): with --s3-endpoint want 64KiB to 5119MiB: each file is uploaded in one PUT`},
+		{"0", `invalid --file-max-bytes "0" (flag --file-max-bytes): with --s3-endpoint want 64KiB to 5119MiB`},
+	} {
+		args := []string{"--interface", "eth0", "--s3-endpoint", "http://127.0.0.1:9000", "--file-max-duration", "1m", "--ring-max-bytes", "0"}
+		if c.size != "" {
+			args = append(args, "--file-max-bytes", c.size)
+		}
+		_, err := Load(args, lookup)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("--file-max-bytes %q: %v", c.size, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("--file-max-bytes %q: error %v, want %q", c.size, err, c.err)
+		}
+	}
+	// Without offload, no size limit is fine.
+	if _, err := Load([]string{"--interface", "eth0", "--file-max-bytes", "0", "--file-max-duration", "1m"}, nil); err != nil {
+		t.Errorf("--file-max-bytes 0 without offload: %v", err)
+	}
+}
+
 // TestS3Credentials: the keys come from the environment only and are never
 // printed, by config check or by formatting the configuration.
 func TestS3Credentials(t *testing.T) {
