@@ -118,14 +118,17 @@ func (c *Client) fanout(ctx context.Context, members []Member, method, pathQuery
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = c.ask(ctx, m, method, pathQuery)
+			out[i] = c.ask(ctx, m, method, pathQuery, nil, nil)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func (c *Client) ask(ctx context.Context, m Member, method, pathQuery string) *reply {
+// ask sends one request to m with hdr's headers added. An answer whose
+// status pass accepts (nil: 200 only) is returned with its body open;
+// any other is the member's error.
+func (c *Client) ask(ctx context.Context, m Member, method, pathQuery string, hdr http.Header, pass func(int) bool) *reply {
 	rp := &reply{member: m, node: m.Name}
 	mctx, cancel := context.WithCancelCause(ctx)
 	rp.cancel = func() { cancel(context.Canceled) }
@@ -140,6 +143,9 @@ func (c *Client) ask(ctx context.Context, m Member, method, pathQuery string) *r
 		rp.err = err
 		return rp
 	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -151,7 +157,10 @@ func (c *Client) ask(ctx context.Context, m Member, method, pathQuery string) *r
 		return rp
 	}
 	rp.res = res
-	if res.StatusCode != http.StatusOK {
+	if pass == nil {
+		pass = func(code int) bool { return code == http.StatusOK }
+	}
+	if !pass(res.StatusCode) {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 		var e api.ErrorBody
 		msg := strings.TrimSpace(string(b))

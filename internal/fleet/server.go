@@ -120,6 +120,7 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	v1 := func(pattern string, h http.HandlerFunc) { route(pattern, s.authenticated(h)) }
 	v1("GET /api/v1/pcap", s.pcap)
 	v1("GET /api/v1/captures", s.captures)
+	v1("GET /api/v1/captures/{member}/{name}", s.capture)
 	v1("GET /api/v1/members", s.members)
 	v1("POST /api/v1/reports", s.postReport)
 	v1("GET /api/v1/reports/{id}", s.getReport)
@@ -146,7 +147,7 @@ func New(cfg Config, log *zap.Logger) (*Server, error) {
 	}
 	mux.Handle("GET /metrics", metricsHandler)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %q on sonde fleet; it serves GET /api/v1/pcap, /api/v1/captures, /api/v1/members, POST /api/v1/reports, GET and DELETE /api/v1/reports/{id}, /api/health, /api/ready, /metrics", r.Method, r.URL.Path))
+		api.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint %s %q on sonde fleet; it serves GET /api/v1/pcap, /api/v1/captures, /api/v1/captures/{member}/{name}, /api/v1/members, POST /api/v1/reports, GET and DELETE /api/v1/reports/{id}, /api/health, /api/ready, /metrics", r.Method, r.URL.Path))
 	})
 	s.handler = mux
 	return s, nil
@@ -502,6 +503,79 @@ func (s *Server) captures(w http.ResponseWriter, r *http.Request) {
 		Captures []FleetCapture `json:"captures"`
 		Members  []MemberStatus `json:"members"`
 	}{out, status})
+}
+
+// captureHeaders are the member's answer headers a download passes on.
+var captureHeaders = []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges",
+	"Content-Disposition", "Last-Modified", "Etag", "Cache-Control", api.NodeHeader}
+
+// capture streams one member's capture file: the member as GET
+// /api/v1/captures names it, the file as the member does, with the
+// client's Range and If-Range passed on, so a range or a resumed download
+// is the member's own answer. The member's 200, 206, 304, 404 and 416 go to
+// the client as they are; anything else (down, too slow, refusing the
+// fleet's token) is a 502 naming the member and why. A member that breaks
+// off midway aborts the client's answer too, so a short file never looks
+// complete.
+func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name, file := r.PathValue("member"), r.PathValue("name")
+	members, ok := s.discover(w, r)
+	if !ok {
+		return
+	}
+	var m *Member
+	var names []string
+	for i := range members {
+		names = append(names, members[i].Name)
+		if members[i].Name == name {
+			m = &members[i]
+		}
+	}
+	audit := []zap.Field{zap.String("member", name), zap.String("file", file)}
+	if m == nil {
+		api.WriteError(w, http.StatusNotFound, "no_member", fmt.Sprintf("no member %q: the members are %s (GET /api/v1/captures names each file's member)", name, strings.Join(names, ", ")))
+		s.auditLog(r, "/api/v1/captures/{member}/{name}", http.StatusNotFound, start, audit...)
+		return
+	}
+	hdr := http.Header{}
+	for _, k := range []string{"Range", "If-Range"} {
+		if v := r.Header.Values(k); len(v) > 0 {
+			hdr[k] = v
+		}
+	}
+	pass := func(code int) bool {
+		switch code {
+		case http.StatusOK, http.StatusPartialContent, http.StatusNotModified, http.StatusNotFound, http.StatusRequestedRangeNotSatisfiable:
+			return true
+		}
+		return false
+	}
+	// HEAD (which the GET route takes too) is asked as HEAD: no body moves.
+	rp := s.cfg.Client.ask(r.Context(), *m, r.Method, "/api/v1/captures/"+url.PathEscape(file), hdr, pass)
+	defer rp.close()
+	if rp.err != nil {
+		s.metrics.failed(r.Context(), m.Name, rp.err)
+		w.Header().Add(MissingHeader, memberReason(m.Name, rp.err))
+		api.WriteError(w, http.StatusBadGateway, "member_failed", fmt.Sprintf("member %s: %v", m.Name, rp.err))
+		s.auditLog(r, "/api/v1/captures/{member}/{name}", http.StatusBadGateway, start, append(audit, zap.Error(rp.err))...)
+		return
+	}
+	for _, k := range captureHeaders {
+		if v := rp.res.Header.Values(k); len(v) > 0 {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rp.res.StatusCode)
+	n, err := io.Copy(w, rp.body)
+	if err != nil {
+		err = &streamError{err}
+		s.metrics.failed(r.Context(), m.Name, err)
+		s.auditLog(r, "/api/v1/captures/{member}/{name}", rp.res.StatusCode, start, append(audit, zap.Int64("bytes", n), zap.NamedError("stream_error", err))...)
+		// The status is sent: only breaking the connection tells the client.
+		panic(http.ErrAbortHandler)
+	}
+	s.auditLog(r, "/api/v1/captures/{member}/{name}", rp.res.StatusCode, start, append(audit, zap.Int64("bytes", n))...)
 }
 
 // members asks every member for its health.

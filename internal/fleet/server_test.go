@@ -438,3 +438,119 @@ func TestFleetCapturesMembersReports(t *testing.T) {
 		t.Fatalf("report document: %d %.200s", res.StatusCode, body)
 	}
 }
+
+// TestFleetCaptureDownload: GET /api/v1/captures/{member}/{name} streams
+// the member's own answer byte for byte, whole or a range, passes its 404
+// and 416 on, names an unknown member, and makes a down member or one that
+// breaks off midway a failure the client sees (502, or a broken transfer),
+// never a short file that looks whole.
+func TestFleetCaptureDownload(t *testing.T) {
+	a := newSensor(t, "node-a", 0, 30, []string{"eth0"}, nil)
+	b := newSensor(t, "node-b", 1, 20, []string{"eth0", "tun0"}, nil)
+	release := make(chan struct{})
+	defer close(release)
+	// No Content-Length (chunked): only an abort tells the client it is short.
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, 100))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stall.Close()
+	client := &Client{HTTP: NewHTTPClient(nil), Scheme: "http", Token: memberToken, Timeout: 2 * time.Second, IdleTimeout: 300 * time.Millisecond}
+	fl := newFleet(t, []string{a.addr(), b.addr(), "127.0.0.1:1", stall.Listener.Addr().String()}, client)
+
+	_, body := get(t, fl, "/api/v1/captures", fleetToken)
+	var caps struct {
+		Captures []FleetCapture `json:"captures"`
+	}
+	if err := json.Unmarshal(body, &caps); err != nil || len(caps.Captures) != 3 {
+		t.Fatalf("captures: %v %s", err, body)
+	}
+	direct := func(member, name string, hdr map[string]string) (*http.Response, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+member+"/api/v1/captures/"+name, nil)
+		req.Header.Set("Authorization", "Bearer "+memberToken)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, b
+	}
+	viaFleet := func(path string, hdr map[string]string) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest(http.MethodGet, fl.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+fleetToken)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := fl.Client().Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return res, b, err
+	}
+	for _, c := range caps.Captures {
+		path := "/api/v1/captures/" + c.Member + "/" + c.Name
+		for _, hdr := range []map[string]string{nil, {"Range": "bytes=24-123"}, {"Range": "bytes=-10"}} {
+			want, wantBody := direct(c.Member, c.Name, hdr)
+			got, gotBody, err := viaFleet(path, hdr)
+			if err != nil {
+				t.Fatalf("%s %v: %v", path, hdr, err)
+			}
+			if got.StatusCode != want.StatusCode || !bytes.Equal(gotBody, wantBody) || len(gotBody) == 0 {
+				t.Errorf("%s %v: %d, %d bytes; the member answers %d, %d bytes", path, hdr, got.StatusCode, len(gotBody), want.StatusCode, len(wantBody))
+			}
+			for _, k := range []string{"Content-Range", "Content-Length", "Content-Type", "Content-Disposition", api.NodeHeader} {
+				if got.Header.Get(k) != want.Header.Get(k) {
+					t.Errorf("%s %v: %s %q, the member's %q", path, hdr, k, got.Header.Get(k), want.Header.Get(k))
+				}
+			}
+		}
+		if res, _, _ := viaFleet(path, map[string]string{"Range": "bytes=24-123"}); res.StatusCode != http.StatusPartialContent {
+			t.Errorf("%s: a range answered %d, want 206", path, res.StatusCode)
+		}
+	}
+	// HEAD: the member's headers, no body.
+	first := caps.Captures[0]
+	req, _ := http.NewRequest(http.MethodHead, fl.URL+"/api/v1/captures/"+first.Member+"/"+first.Name, nil)
+	req.Header.Set("Authorization", "Bearer "+fleetToken)
+	if res, err := fl.Client().Do(req); err != nil || res.StatusCode != 200 || res.ContentLength != first.Bytes {
+		t.Errorf("HEAD: %v %+v, want 200 with Content-Length %d", err, res, first.Bytes)
+	}
+
+	for _, c := range []struct {
+		path, hdr string
+		code      int
+		says      string
+	}{
+		{"/api/v1/captures/" + a.addr() + "/20260101T000000.000000000Z_x_eth0_0.pcap", "", 404, "no capture"},
+		{"/api/v1/captures/" + first.Member + "/" + first.Name, "bytes=999999-", 416, ""},
+		{"/api/v1/captures/198.18.0.99:9750/" + first.Name, "", 404, `no member \"198.18.0.99:9750\"`}, // as JSON writes it
+		{"/api/v1/captures/127.0.0.1:1/" + first.Name, "", 502, "member 127.0.0.1:1: "},
+	} {
+		hdr := map[string]string{}
+		if c.hdr != "" {
+			hdr["Range"] = c.hdr
+		}
+		res, body, err := viaFleet(c.path, hdr)
+		if err != nil || res.StatusCode != c.code || !strings.Contains(string(body), c.says) {
+			t.Errorf("%s %s: %v %d %s, want %d saying %q", c.path, c.hdr, err, res.StatusCode, body, c.code, c.says)
+		}
+	}
+	// A member that stops after 100 bytes and goes quiet: the client's transfer breaks.
+	res, body, err := viaFleet("/api/v1/captures/"+stall.Listener.Addr().String()+"/x.pcap", nil)
+	if err == nil {
+		t.Errorf("a member breaking off midway gave a clean %d answer of %d bytes", res.StatusCode, len(body))
+	}
+}
