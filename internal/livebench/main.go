@@ -60,7 +60,7 @@ type result struct {
 	Loss          int64   `json:"loss"` // IfaceRx - Captured
 	ReportedDrops uint64  `json:"reported_kernel_drops"`
 	CPUSeconds    float64 `json:"cpu_seconds"`        // utime+stime over the process's life (getrusage)
-	CPUSecondsRun float64 `json:"cpu_seconds_steady"` // from /proc/PID/stat: just before the sender starts to when the capture has drained
+	CPUSecondsRun float64 `json:"cpu_seconds_steady"` // run time of all its threads (se.sum_exec_runtime): just before the sender starts to when the capture has drained
 	SendSeconds   float64 `json:"send_seconds"`
 	Mpps          float64 `json:"send_mpps"`
 	CPUPerMpkt    float64 `json:"cpu_seconds_per_million_packets"`
@@ -238,7 +238,7 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	drop0, _ := netnstest.Stat(p.B.NS, p.B.Iface, "rx_dropped")
 	// Per-packet cost is what the traffic adds: start-up (allocating and
 	// zeroing the kernel ring, the same size for both capturers) is left out.
-	cpu0 := procCPU(cmd.Process.Pid)
+	cpu0 := procRuntime(cmd.Process.Pid)
 	start := time.Now()
 	gen := netnstest.Command(p.A.NS, "taskset", "-c", strconv.Itoa(o.sendCPU), "trafgen",
 		"--dev", p.A.Iface, "--conf", conf, "-n", strconv.Itoa(o.frames), "--cpus", "1", "-q")
@@ -274,7 +274,7 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	}
 	drop1, _ := netnstest.Stat(p.B.NS, p.B.Iface, "rx_dropped")
 	res.IfaceRx, res.IfaceRxDrop = rx1-rx0, drop1-drop0
-	res.CPUSecondsRun = procCPU(cmd.Process.Pid) - cpu0
+	res.CPUSecondsRun = procRuntime(cmd.Process.Pid) - cpu0
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -374,18 +374,28 @@ func scrape(ns, listen string) (map[string]float64, error) {
 	return m, nil
 }
 
-// procCPU is utime+stime of a live process from /proc/PID/stat.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
+// procRuntime is the CPU time of all a live process's threads, from the
+// scheduler's own clock (se.sum_exec_runtime in /proc/PID/task/TID/sched,
+// milliseconds with nanosecond digits). utime and stime in /proc/PID/stat
+// are counted in 10 ms ticks, and with tick-based accounting their split is
+// sampled: it aliased with sonde's periodic wake-ups (the same capture read
+// 0.00 to 0.84 s of user time), so it is not reported.
+func procRuntime(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/sched", pid))
+	var ms float64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "se.sum_exec_runtime" {
+				x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				ms += x
+			}
+		}
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// Fields after the command: state is f[0], utime f[11], stime f[12].
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
+	return ms / 1000
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
