@@ -246,12 +246,39 @@ func (c *Capture) attach(name string, socks []*socket) error {
 	}
 	for _, s := range socks {
 		s.drain()
-		if err := filter.Attach(name, s.fd); err != nil {
+		f := filter
+		if cf, ok := f.(ClassicFilter); ok && s.loopback {
+			f = cf.skipOutgoing()
+		}
+		if err := f.Attach(name, s.fd); err != nil {
 			return fmt.Errorf("interface %q: attach filter: %w", name, err)
 		}
 	}
 	return nil
 }
+
+// skipOutgoing returns f behind a test that rejects a packet's outgoing
+// copy, for loopback, where the tap sees each packet twice, going out and
+// coming back in: rejected in the kernel, the copy is neither copied into
+// the ring nor counted in tp_packets. (PACKET_IGNORE_OUTGOING would do it,
+// but not for sockets in a fanout group.) A program too long for the three
+// more instructions is left as it is; the walker drops the copy anyway.
+func (f ClassicFilter) skipOutgoing() ClassicFilter {
+	if len(f)+3 > maxClassicInsns {
+		return f
+	}
+	return append(ClassicFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfAdOff + skfAdPktType}, // A = pkt_type
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.PACKET_OUTGOING},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	}, f...)
+}
+
+const (
+	maxClassicInsns = 4096       // BPF_MAXINSNS
+	skfAdOff        = 0xfffff000 // SKF_AD_OFF as a uint32
+	skfAdPktType    = 4          // SKF_AD_PKTTYPE (linux/filter.h)
+)
 
 func (c *Capture) open(name string) (*iface, error) {
 	idx, socks, err := c.openSockets(name)

@@ -59,8 +59,9 @@ func releaseBlock(block []byte) {
 //
 // With skipOutgoing (loopback), the outgoing copy of each packet is left out:
 // the tap sees every loopback packet twice, going out and coming back in, and
-// keeps the incoming one, as libpcap does. (PACKET_IGNORE_OUTGOING would do it
-// in the kernel, but it does not apply to sockets in a fanout group.)
+// keeps the incoming one, as libpcap does. sonde's filters already reject
+// the copy in the kernel (ClassicFilter.skipOutgoing, and the eBPF
+// prefilter); this catches what another filter lets through.
 func walkBlock(block []byte, ethernet, skipOutgoing bool, snaplen int, pkts []Packet) (out []Packet, wireBytes uint64) {
 	n := int(ne.Uint32(block[bdNumPkts:]))
 	off := int(ne.Uint32(block[bdFirstPkt:]))

@@ -189,7 +189,7 @@ func TestVariants(t *testing.T) {
 						t.Fatalf("loaded %s, want %s", got, name)
 					}
 					var objs objects
-					if err := loadObjects(spec, 14, &objs); err != nil {
+					if err := loadObjects(spec, 14, false, &objs); err != nil {
 						t.Fatal(err)
 					}
 					defer objs.Close()

@@ -129,7 +129,7 @@ func loadTest(t testing.TB, cfg Config) *objects {
 		t.Fatal(err)
 	}
 	var objs objects
-	if err := loadObjects(p.spec, 14, &objs); err != nil {
+	if err := loadObjects(p.spec, 14, false, &objs); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { objs.Close() })
@@ -150,7 +150,7 @@ func loadTestCopy(t testing.TB, cfg Config) *objects {
 		t.Fatal(err)
 	}
 	var objs objects
-	if err := loadObjects(spec, 14, &objs); err != nil {
+	if err := loadObjects(spec, 14, false, &objs); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { objs.Close() })

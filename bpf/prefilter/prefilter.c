@@ -38,6 +38,7 @@
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -133,6 +134,7 @@ volatile const __u32 l2_len = ETH_HLEN;  /* offset of the network header */
 volatile const __u64 cutoff_packets = 0; /* 0: no packet limit */
 volatile const __u64 cutoff_bytes = 0;   /* 0: no byte limit */
 volatile const __u32 sample = 0;         /* keep 1 in sample (> 1) */
+volatile const __u32 skip_outgoing = 0;  /* loopback: drop the outgoing copy */
 
 /*
  * user_filter stands for the user's classic BPF program. The Go side replaces
@@ -241,6 +243,11 @@ static __always_inline int past_cutoff(struct flow_key *k, __u32 len)
 static __always_inline int prefilter(struct __sk_buff *skb, const int direct, const int cutoff,
 				     const int sampling)
 {
+	/* On loopback the tap sees each packet twice, going out and coming back
+	 * in: only the incoming copy is counted and kept (as libpcap keeps it),
+	 * so the outgoing one is neither copied into the ring nor counted. */
+	if (skip_outgoing && skb->pkt_type == PACKET_OUTGOING)
+		return 0;
 	__u32 zero = 0;
 	struct stats *st = bpf_map_lookup_elem(&stats_map, &zero);
 	if (!st)

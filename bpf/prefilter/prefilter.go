@@ -119,10 +119,11 @@ type Prefilter struct {
 }
 
 type ifaceProg struct {
-	name    string
-	l2len   uint32
-	inPlace bool
-	objs    objects
+	name     string
+	l2len    uint32
+	loopback bool
+	inPlace  bool
+	objs     objects
 }
 
 // New checks cfg and prepares the program (translating the filter); it loads
@@ -302,13 +303,13 @@ func (p *Prefilter) Attach(iface string, fd int) error {
 }
 
 func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
-	l2len, err := linkHeaderLen(fd)
+	l2len, loopback, err := linkHeader(fd)
 	if err != nil {
 		return nil, fmt.Errorf("prefilter: %q: %w", iface, err)
 	}
 	for _, ip := range p.ifaces {
 		if ip.name == iface {
-			if ip.l2len != l2len {
+			if ip.l2len != l2len || ip.loopback != loopback {
 				return nil, fmt.Errorf("prefilter: %q: sockets disagree on the link-layer header", iface)
 			}
 			return ip, nil
@@ -320,8 +321,8 @@ func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
 		// BPF program on the host while enabled; refusal just leaves them 0.
 		p.statsOn, _ = ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	}
-	ip := &ifaceProg{name: iface, l2len: l2len}
-	if ip.inPlace, err = loadEither(p.cfg, p.spec, l2len, &ip.objs); err != nil {
+	ip := &ifaceProg{name: iface, l2len: l2len, loopback: loopback}
+	if ip.inPlace, err = loadEither(p.cfg, p.spec, l2len, loopback, &ip.objs); err != nil {
 		return nil, fmt.Errorf("prefilter: load for %q: %w", iface, err)
 	}
 	p.ifaces = append(p.ifaces, ip)
@@ -331,13 +332,13 @@ func (p *Prefilter) load(iface string, fd int) (*ifaceProg, error) {
 // loadEither loads spec, which reads packets in place, or if the kernel
 // refuses it (no bpf_cast_to_kern_ctx/bpf_rdonly_cast to void, or no BTF)
 // cfg's program that reads a copy of them.
-func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *objects) (inPlace bool, err error) {
-	if err = loadObjects(spec, l2len, objs); err == nil {
+func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, loopback bool, objs *objects) (inPlace bool, err error) {
+	if err = loadObjects(spec, l2len, loopback, objs); err == nil {
 		return true, nil
 	}
 	cp, err2 := newSpec(cfg, false)
 	if err2 == nil {
-		err2 = loadObjects(cp, l2len, objs)
+		err2 = loadObjects(cp, l2len, loopback, objs)
 	}
 	if err2 != nil {
 		return false, fmt.Errorf("%w (and reading a copy: %v)", err, err2)
@@ -345,9 +346,15 @@ func loadEither(cfg Config, spec *ebpf.CollectionSpec, l2len uint32, objs *objec
 	return false, nil
 }
 
-func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, objs *objects) error {
+// loadObjects loads spec for a socket whose network header starts at l2len
+// and which, on loopback, sees each packet twice (then the outgoing copy is
+// rejected before it is counted).
+func loadObjects(spec *ebpf.CollectionSpec, l2len uint32, loopback bool, objs *objects) error {
 	spec = spec.Copy()
 	if err := spec.Variables["l2_len"].Set(l2len); err != nil {
+		return err
+	}
+	if err := spec.Variables["skip_outgoing"].Set(uint32(btoi(loopback))); err != nil {
 		return err
 	}
 	prog := spec.Programs["prefilter"]
@@ -420,24 +427,27 @@ func tail(s []string, n int) []string {
 	return s
 }
 
-// linkHeaderLen is where the network header starts in what the packet socket
-// fd sees, from the device type it is bound to (as capture maps it).
-func linkHeaderLen(fd int) (uint32, error) {
+// linkHeader is where the network header starts in what the packet socket
+// fd sees, from the device type it is bound to (as capture maps it), and
+// whether that device is a loopback.
+func linkHeader(fd int) (l2len uint32, loopback bool, err error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return 0, fmt.Errorf("read the socket's bound address: %w", err)
+		return 0, false, fmt.Errorf("read the socket's bound address: %w", err)
 	}
 	ll, ok := sa.(*unix.SockaddrLinklayer)
 	if !ok {
-		return 0, fmt.Errorf("not a packet socket (bound address %T)", sa)
+		return 0, false, fmt.Errorf("not a packet socket (bound address %T)", sa)
 	}
 	switch ll.Hatype {
-	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
-		return 14, nil
+	case unix.ARPHRD_ETHER:
+		return 14, false, nil
+	case unix.ARPHRD_LOOPBACK:
+		return 14, true, nil
 	case unix.ARPHRD_NONE:
-		return 0, nil
+		return 0, false, nil
 	}
-	return 0, fmt.Errorf("link type ARPHRD %d is not supported (Ethernet, loopback and raw IP are)", ll.Hatype)
+	return 0, false, fmt.Errorf("link type ARPHRD %d is not supported (Ethernet, loopback and raw IP are)", ll.Hatype)
 }
 
 // Stats reads every interface's counters, summed over CPUs. An interface
@@ -533,7 +543,7 @@ func Supported() error {
 		return err
 	}
 	var objs objects
-	if _, err := loadEither(cfg, spec, 14, &objs); err != nil {
+	if _, err := loadEither(cfg, spec, 14, false, &objs); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("eBPF prefilter unavailable: loading a socket filter needs CAP_BPF and CAP_PERFMON (or root): %w", err)
 		}

@@ -69,6 +69,7 @@ const (
 	prefilterVarCutoffPackets = "cutoff_packets"
 	prefilterVarL2Len         = "l2_len"
 	prefilterVarSample        = "sample"
+	prefilterVarSkipOutgoing  = "skip_outgoing"
 )
 
 // loadPrefilter returns the embedded CollectionSpec for prefilter.
@@ -140,6 +141,7 @@ type prefilterVariableSpecs struct {
 	CutoffPackets *ebpf.VariableSpec `ebpf:"cutoff_packets"`
 	L2Len         *ebpf.VariableSpec `ebpf:"l2_len"`
 	Sample        *ebpf.VariableSpec `ebpf:"sample"`
+	SkipOutgoing  *ebpf.VariableSpec `ebpf:"skip_outgoing"`
 }
 
 // prefilterObjects contains all objects after they have been loaded into the kernel.
@@ -183,6 +185,7 @@ type prefilterVariables struct {
 	CutoffPackets *ebpf.Variable `ebpf:"cutoff_packets"`
 	L2Len         *ebpf.Variable `ebpf:"l2_len"`
 	Sample        *ebpf.Variable `ebpf:"sample"`
+	SkipOutgoing  *ebpf.Variable `ebpf:"skip_outgoing"`
 }
 
 // prefilterPrograms contains all programs after they have been loaded into the kernel.
