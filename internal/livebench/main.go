@@ -238,7 +238,10 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	drop0, _ := netnstest.Stat(p.B.NS, p.B.Iface, "rx_dropped")
 	// Per-packet cost is what the traffic adds: start-up (allocating and
 	// zeroing the kernel ring, the same size for both capturers) is left out.
-	cpu0 := procRuntime(cmd.Process.Pid)
+	cpu0, err := procRuntime(cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
 	gen := netnstest.Command(p.A.NS, "taskset", "-c", strconv.Itoa(o.sendCPU), "trafgen",
 		"--dev", p.A.Iface, "--conf", conf, "-n", strconv.Itoa(o.frames), "--cpus", "1", "-q")
@@ -274,7 +277,11 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	}
 	drop1, _ := netnstest.Stat(p.B.NS, p.B.Iface, "rx_dropped")
 	res.IfaceRx, res.IfaceRxDrop = rx1-rx0, drop1-drop0
-	res.CPUSecondsRun = procRuntime(cmd.Process.Pid) - cpu0
+	cpu1, err := procRuntime(cmd.Process.Pid)
+	if err != nil {
+		return res, err
+	}
+	res.CPUSecondsRun = cpu1 - cpu0
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -293,15 +300,16 @@ func measure(ctx context.Context, o options, p *netnstest.Pair, conf, tool strin
 	// The capture files only: tcpdump's cap0..cap9 (-w cap -W 10), sonde's
 	// published ring files (its data directory also holds the index, events,
 	// reports and snapshots).
-	pattern := "*.pcap*"
+	patterns := []string{"*.pcap", "*.pcapng"}
 	if tool == "tcpdump" {
-		pattern = "cap[0-9]*"
+		patterns = []string{"cap[0-9]*"}
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+	var files []string
+	for _, pat := range patterns {
+		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		files = append(files, m...)
+	}
 	for _, f := range files {
-		if !strings.HasSuffix(f, ".pcap") && !strings.HasSuffix(f, ".pcapng") && tool != "tcpdump" {
-			continue
-		}
 		n, err := netnstest.CountPcap(f)
 		if err != nil {
 			return res, err
@@ -379,10 +387,13 @@ func scrape(ns, listen string) (map[string]float64, error) {
 // milliseconds with nanosecond digits). utime and stime in /proc/PID/stat
 // are counted in 10 ms ticks, and with tick-based accounting their split is
 // sampled: it aliased with sonde's periodic wake-ups (the same capture read
-// 0.00 to 0.84 s of user time), so it is not reported.
-func procRuntime(pid int) float64 {
+// 0.00 to 0.84 s of user time), so it is not reported. A kernel without
+// those files (no CONFIG_SCHED_DEBUG) is an error, not 0 s of CPU, which
+// would pass every comparison.
+func procRuntime(pid int) (float64, error) {
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/sched", pid))
 	var ms float64
+	read := 0
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
 		if err != nil {
@@ -390,12 +401,19 @@ func procRuntime(pid int) float64 {
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "se.sum_exec_runtime" {
-				x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return 0, fmt.Errorf("%s: se.sum_exec_runtime %q: %w", t, v, err)
+				}
 				ms += x
+				read++
 			}
 		}
 	}
-	return ms / 1000
+	if read == 0 {
+		return 0, fmt.Errorf("no se.sum_exec_runtime in /proc/%d/task/*/sched (needs CONFIG_SCHED_DEBUG): cannot measure the capturer's CPU", pid)
+	}
+	return ms / 1000, nil
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
