@@ -3,7 +3,6 @@ package capture_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -197,26 +196,7 @@ func TestLiveLoopbackOnce(t *testing.T) {
 	stop, frames, _ := startCapture(t, p, cfg)
 	payload := []byte("sonde-loopback-once")
 	const n = 50
-	err := netnstest.Do(ns, func() error {
-		// A listener, so no ICMP port-unreachable adds packets of its own.
-		l, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		for i := 0; i < n; i++ {
-			if _, err := c.WriteTo(payload, l.LocalAddr()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := netnstest.LoopbackDatagrams(ns, payload, n); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)

@@ -3,7 +3,6 @@ package prefilter
 import (
 	"bytes"
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +28,36 @@ func (r recorder) HandleBlock(b *capture.Block) {
 func (r recorder) Idle(int64) {}
 func (r recorder) Close()     {}
 
+// startLive runs a capture of cfg inside ns that records every frame; stop
+// ends it and returns the frames.
+func startLive(t *testing.T, ns string, cfg capture.Config) (c *capture.Capture, stop func() [][]byte) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		got [][]byte
+	)
+	if err := netnstest.Do(ns, func() (err error) {
+		c, err = capture.New(cfg, zaptest.NewLogger(t), func(capture.Worker) []capture.Consumer {
+			return []capture.Consumer{recorder{&mu, &got}}
+		})
+		return err
+	}); err != nil {
+		t.Fatalf("capture.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return c, func() [][]byte {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
+}
+
 // TestLiveCutoff runs a real capture on a veth pair with the prefilter in
 // place of the classic filter: 100 flows of 50 packets with a cutoff of 5
 // must put exactly 500 packets in the rings while the counters see all 5000.
@@ -44,23 +73,7 @@ func TestLiveCutoff(t *testing.T) {
 		Interfaces: []string{p.B.Iface}, Workers: 2, Promisc: true, Snaplen: 262144,
 		RingBytes: 8 << 20, BlockBytes: 1 << 20, BlockTimeout: 10 * time.Millisecond, Filter: pf,
 	}
-	var (
-		mu  sync.Mutex
-		got [][]byte
-		c   *capture.Capture
-	)
-	err = netnstest.Do(p.B.NS, func() (err error) {
-		c, err = capture.New(cfg, zaptest.NewLogger(t), func(capture.Worker) []capture.Consumer {
-			return []capture.Consumer{recorder{&mu, &got}}
-		})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("capture.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	_, stop := startLive(t, p.B.NS, cfg)
 
 	const flows, perFlow = 100, 50
 	sizes := netnstest.MixedSizes(perFlow, 7)
@@ -83,13 +96,9 @@ func TestLiveCutoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	got := stop()
 
 	perStream := map[uint32][]uint64{}
-	mu.Lock()
 	for _, f := range got {
 		if stream, seq, err := netnstest.Parse(f); err == nil {
 			perStream[stream] = append(perStream[stream], seq)
@@ -99,7 +108,6 @@ func TestLiveCutoff(t *testing.T) {
 			}
 		}
 	}
-	mu.Unlock()
 	total := 0
 	for stream := uint32(1); stream <= flows; stream++ {
 		seqs := perStream[stream]
@@ -159,22 +167,7 @@ func TestLiveLoopbackOnce(t *testing.T) {
 		Interfaces: []string{"lo"}, Workers: 2, Snaplen: 262144,
 		RingBytes: 4 << 20, BlockBytes: 1 << 20, BlockTimeout: 10 * time.Millisecond, Filter: pf,
 	}
-	var (
-		mu  sync.Mutex
-		got [][]byte
-		c   *capture.Capture
-	)
-	if err := netnstest.Do(ns, func() (err error) {
-		c, err = capture.New(cfg, zaptest.NewLogger(t), func(capture.Worker) []capture.Consumer {
-			return []capture.Consumer{recorder{&mu, &got}}
-		})
-		return err
-	}); err != nil {
-		t.Fatalf("capture.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	c, stop := startLive(t, ns, cfg)
 	for deadline := time.Now().Add(5 * time.Second); len(pf.Stats()) == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the prefilter was not attached within 5s")
@@ -183,39 +176,16 @@ func TestLiveLoopbackOnce(t *testing.T) {
 
 	payload := []byte("sonde-prefilter-loopback")
 	const n = 50
-	if err := netnstest.Do(ns, func() error {
-		l, err := net.ListenPacket("udp", "127.0.0.1:0") // no ICMP unreachable
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		s, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		for range n {
-			if _, err := s.WriteTo(payload, l.LocalAddr()); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := netnstest.LoopbackDatagrams(ns, payload, n); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 	captured := 0
-	mu.Lock()
-	for _, f := range got {
+	for _, f := range stop() {
 		if bytes.HasSuffix(f, payload) {
 			captured++
 		}
 	}
-	mu.Unlock()
 	ifaces := c.Interfaces()
 	st := pf.Stats()
 	if captured != n || len(ifaces) != 1 || ifaces[0].Stats.KernelPackets != n {

@@ -93,3 +93,27 @@ func (s *Sender) SendPaced(frames [][]byte, chunk int, pause time.Duration) erro
 	}
 	return nil
 }
+
+// LoopbackDatagrams sends n UDP datagrams carrying payload over ns's
+// loopback, from one socket to another that is bound (so no ICMP port
+// unreachable adds packets of its own): exactly n packets cross it.
+func LoopbackDatagrams(ns string, payload []byte, n int) error {
+	return Do(ns, func() error {
+		l, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		s, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		for range n {
+			if _, err := s.WriteTo(payload, l.LocalAddr()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
