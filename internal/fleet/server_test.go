@@ -469,36 +469,31 @@ func TestFleetCaptureDownload(t *testing.T) {
 	if err := json.Unmarshal(body, &caps); err != nil || len(caps.Captures) != 3 {
 		t.Fatalf("captures: %v %s", err, body)
 	}
-	direct := func(member, name string, hdr map[string]string) (*http.Response, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+member+"/api/v1/captures/"+name, nil)
-		req.Header.Set("Authorization", "Bearer "+memberToken)
+	// fetch GETs url with token and hdr; direct asks a member itself,
+	// viaFleet the fleet.
+	fetch := func(url, token string, hdr map[string]string) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
 		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res, b
-	}
-	viaFleet := func(path string, hdr map[string]string) (*http.Response, []byte, error) {
-		req, _ := http.NewRequest(http.MethodGet, fl.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+fleetToken)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		res, err := fl.Client().Do(req)
 		if err != nil {
 			return nil, nil, err
 		}
 		defer res.Body.Close()
 		b, err := io.ReadAll(res.Body)
 		return res, b, err
+	}
+	direct := func(member, name string, hdr map[string]string) (*http.Response, []byte) {
+		res, b, err := fetch("http://"+member+"/api/v1/captures/"+name, memberToken, hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, b
+	}
+	viaFleet := func(path string, hdr map[string]string) (*http.Response, []byte, error) {
+		return fetch(fl.URL+path, fleetToken, hdr)
 	}
 	for _, c := range caps.Captures {
 		path := "/api/v1/captures/" + c.Member + "/" + c.Name
