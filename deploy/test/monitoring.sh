@@ -19,7 +19,7 @@
 #   sonde fleet runs in front of the sensor (tokens both ways) and a window
 #   is pulled through it every second, so the fleet service's panels have
 #   data. The rules run with `for: 0s` and 1 s intervals here.
-# Needs: root, iproute2, curl, prometheus (promtool), hping3, go, minio (.ci/run builds it).
+# Needs: root, iproute2, curl, prometheus (promtool), hping3, capinfos, go, minio (.ci/run builds it).
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./lib.sh
@@ -82,8 +82,9 @@ in_ns curl -sf -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_I
 	http://127.0.0.1:9000/sonde-ci || fail "could not create the bucket sonde-ci in minio"
 
 # Tokens both ways, as deployed: the sensor's API, and the fleet's own.
+fleet_token=fleet-ci-token-0123456789
 echo sensor-ci-token-0123456789 >"$work/api-token"
-echo fleet-ci-token-0123456789 >"$work/fleet-token"
+echo "$fleet_token" >"$work/fleet-token"
 ip netns exec "$ns" "$work/sonde" run --interface lo,cap0 --data-dir "$work/data" --listen 127.0.0.1:9750 \
 	--api-token-file "$work/api-token" --workers 1 --capture-ring-bytes 4MiB --ring-max-bytes 1MiB --file-max-bytes 64KiB \
 	--file-max-duration 1s --min-free-percent 1 --prefilter ebpf --window 2s \
@@ -131,17 +132,17 @@ tg_client_pid=$!
 
 # A user pulling the last seconds through the fleet, once a second, so its
 # request, latency and merge panels have data; the first answer must be a
-# pcapng (its section header block type) with packets in it.
+# pcapng that capinfos reads, with packets in it.
 pull() {
-	in_ns curl -sf -H "Authorization: Bearer fleet-ci-token-0123456789" -o "$1" \
+	in_ns curl -sf -H "Authorization: Bearer $fleet_token" -o "$1" \
 		"http://127.0.0.1:9751/api/v1/pcap?from=$(( $(date +%s) - 5 ))&to=$(date +%s)"
 }
 wait_for 30 "a window through the fleet" pull "$work/fleet.pcapng"
-[ "$(head -c 4 "$work/fleet.pcapng" | od -An -tx1 | tr -d ' ')" = 0a0d0d0a ] \
-	|| fail "the fleet's answer is not a pcapng"
-[ "$(stat -c %s "$work/fleet.pcapng")" -gt 200 ] || fail "the fleet's pcapng holds no packets"
-sh -c 'while :; do ip netns exec "$1" curl -s -o /dev/null -H "Authorization: Bearer fleet-ci-token-0123456789" \
-	"http://127.0.0.1:9751/api/v1/pcap?from=$(( $(date +%s) - 5 ))&to=$(date +%s)"; sleep 1; done' pull "$ns" &
+info=$(capinfos -t -c -M "$work/fleet.pcapng") || fail "capinfos cannot read the fleet's answer: $info"
+grep -q 'pcapng' <<<"$info" || fail "the fleet's answer is not a pcapng: $info"
+packets=$(awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}' <<<"$info")
+[ "${packets:-0}" -gt 0 ] || fail "the fleet's pcapng holds no packets: $info"
+(while :; do pull /dev/null || true; sleep 1; done) &
 pull_pid=$!
 
 export SONDE_PROMETHEUS_URL=http://127.0.0.1:9090
